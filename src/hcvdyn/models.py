@@ -1,0 +1,270 @@
+"""HCV viral-kinetic models: one declaration gives the states, the right-hand side and the parameter table.
+
+The composed model (any subset of peginterferon, ribavirin and celgosivir; optional proliferation):
+
+    dT/dt   = s + r T (1 - (T+I)/Tmax) - d T - (1 - eta) beta V_I T                      (1)
+    dI/dt   = (1 - eta) beta V_I T + r I (1 - (T+I)/Tmax) - delta I                       (2)
+    dV_I/dt = (1 - rho)(1 - phi) (1 - eps)(1 - sigma) p I - c V_I                          (3)
+    dV/dt   = (1 - eps)(1 - sigma) p I - c V,         V = V_I + V_NI (measured load)      (4)
+
+(1)-(2) with r = 0 and (3) with rho = phi = sigma = 0: Neumann et al. 1998. rho: Dixit et al. 2004
+(V_NI = V - V_I obeys dV_NI/dt = rho (1-eps) p I - c V_NI). r, Tmax: Dahari, Ribeiro & Perelson 2007.
+phi (non-infectious fraction) and sigma (secretion block) of the alpha-glucosidase inhibitor are
+hcvdyn's own formulation (no published in-vivo model; docs/models.md). Effects combine by Bliss
+independence: survivals multiply.
+
+States are integrated on the natural-log scale (ln T, ln I, ln V_I, ln V), so a 6-log10 decline
+keeps full relative accuracy. Units: cells/mL, IU/mL, days.
+
+Pretreatment steady state from the baseline load V0 (all effects zero):
+    I0 = c V0 / p
+    T0 = I0 (delta - r + r I0/Tmax) / (beta V0 - r I0/Tmax)       (= c delta / (beta p) when r = 0)
+    s  = d T0 + beta V0 T0 - r T0 (1 - (T0 + I0)/Tmax)            (= d T0 + delta I0 when r = 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import pk
+from .drugs import EFFECTS, Drug, get_drug
+from .parameters import Param, ParamTable, check_values
+
+__all__ = ["HCVModel", "MODELS", "get_model", "STATES", "KINETIC_PARAMS", "PROLIFERATION_PARAMS", "T0_PARAM"]
+
+STATES = ("T", "I", "V_I", "V")
+STATE_UNITS = ("cells/mL", "cells/mL", "IU/mL", "IU/mL")
+STATE_DESCRIPTIONS = (
+    "uninfected target cells (hepatocytes)",
+    "productively infected cells",
+    "infectious virions",
+    "all virions, infectious and non-infectious (the measured load)",
+)
+
+SRC_NEUMANN = "Neumann et al. 1998, Science 282:103-107"
+KINETIC_PARAMS = (
+    Param(
+        "log10_V0", "log10 IU/mL", 6.5, 0.0, 9.0,
+        "genotype-1 non-responder baselines are 6-7 log10 IU/mL (shared/reference section 5; Neumann et al. 1998)",
+        "baseline (pretreatment steady-state) viral load", r"\log_{10} V_0",
+    ),
+    Param("c", "1/day", 6.2, 0.5, 50.0, f"{SRC_NEUMANN}: virion half-life 2.7 h", "virion clearance rate", "c", "log"),
+    Param(
+        "delta", "1/day", 0.14, 1e-4, 5.0,
+        f"{SRC_NEUMANN}: commonly quoted mean; half-lives 1.7-70 days (0.01-0.41 /day) across 23 patients",
+        "loss rate of infected cells", r"\delta", "log",
+    ),
+    Param("p", "IU/cell/day", 100.0, 1e-3, 1e6, "Nyberg et al. 2014, Br J Clin Pharmacol (PMC4294071)", "virion production per infected cell", "p", "log"),
+    Param("beta", "mL/IU/day", 1e-7, 1e-14, 1e-2, "Nyberg et al. 2014, Br J Clin Pharmacol (PMC4294071)", "infection rate constant", r"\beta", "log"),
+    Param("d", "1/day", round(1 / 300, 6), 1e-6, 1.0, "Dahari, Ribeiro & Perelson 2007, Hepatology 46:16-21 (1/300 /day)", "death rate of target cells", "d", "log"),
+)
+PROLIFERATION_PARAMS = (
+    Param("r", "1/day", 0.0, 0.0, 20.0, "0 recovers Neumann et al. 1998; Dahari et al. 2007 for r > 0", "hepatocyte proliferation rate", "r"),
+    Param("Tmax", "cells/mL", 1.85e7, 1e4, 1e10, "Dahari, Ribeiro & Perelson 2007 (~2.5e11 hepatocytes in 13.5 L)", "maximal hepatocyte density", r"T_{max}", "log"),
+)
+T0_PARAM = Param(
+    "t0", "day", 0.35, 0.0, 5.0, f"{SRC_NEUMANN}: pharmacological delay of 8-9 h",
+    "delay before constant-efficacy drug effects start", "t_0",
+)
+MODES = ("constant", "pk")
+
+
+@dataclass(frozen=True)
+class HCVModel:
+    """A viral-kinetic model: which drugs act (and how) and whether hepatocytes proliferate.
+
+    drugs: pairs (drug name, mode) with mode "constant" or "pk"; drugs not listed contribute nothing.
+    proliferation: add the logistic proliferation of Dahari et al. 2007 (parameters r, Tmax).
+    """
+
+    name: str
+    drugs: tuple[tuple[str, str], ...] = ()
+    proliferation: bool = False
+    description: str = ""
+    reference: str = ""
+
+    def __post_init__(self):
+        canon = []
+        for item in self.drugs:
+            if len(item) != 2:
+                raise ValueError(f"model {self.name!r}: drugs entries must be (drug, mode), got {item!r}")
+            drug, mode = get_drug(item[0]), item[1]
+            if mode not in MODES:
+                raise ValueError(f"model {self.name!r}: mode {mode!r} of {drug.name} must be one of {MODES}")
+            canon.append((drug.name, mode))
+        names = [d for d, _ in canon]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name!r}: a drug is listed twice: {names}")
+        object.__setattr__(self, "drugs", tuple(canon))
+
+    states = STATES
+
+    @cached_property
+    def drug_objs(self) -> tuple[tuple[Drug, str], ...]:
+        return tuple((get_drug(d), m) for d, m in self.drugs)
+
+    @property
+    def pk_drugs(self) -> tuple[str, ...]:
+        """Names of the drugs driven by concentrations (need dosing regimens)."""
+        return tuple(d for d, m in self.drugs if m == "pk")
+
+    @property
+    def constant_drugs(self) -> tuple[str, ...]:
+        return tuple(d for d, m in self.drugs if m == "constant")
+
+    @cached_property
+    def params(self) -> ParamTable:
+        rows = list(KINETIC_PARAMS)
+        if self.proliferation:
+            rows += PROLIFERATION_PARAMS
+        if self.constant_drugs:
+            rows.append(T0_PARAM)
+        for drug, mode in self.drug_objs:
+            rows += drug.constant_params if mode == "constant" else drug.pk_params
+        return ParamTable(rows)
+
+    def defaults(self, **overrides) -> dict[str, float]:
+        """Default parameter values, with ``overrides`` validated and applied."""
+        check_values(self.params, overrides, where=f"model {self.name}")
+        return {**self.params.defaults(), **{k: float(v) for k, v in overrides.items()}}
+
+    # ---- numerics (pure, jit/vmap/jacfwd-safe) -------------------------------------------------
+    def steady_state(self, params):
+        """Pretreatment (T0, I0, s) from V0 and the kinetic parameters (module docstring)."""
+        v0 = 10.0 ** params["log10_V0"]
+        i0 = params["c"] * v0 / params["p"]
+        r = params["r"] if self.proliferation else 0.0
+        tmax = params["Tmax"] if self.proliferation else 1.0
+        t0 = i0 * (params["delta"] - r + r * i0 / tmax) / (params["beta"] * v0 - r * i0 / tmax)
+        s = params["d"] * t0 + params["beta"] * v0 * t0 - r * t0 * (1.0 - (t0 + i0) / tmax)
+        return t0, i0, s
+
+    def initial_log_state(self, params):
+        t0, i0, _ = self.steady_state(params)
+        lv0 = params["log10_V0"] * jnp.log(10.0)
+        return jnp.stack([jnp.log(t0), jnp.log(i0), lv0, lv0])
+
+    def pk_setup(self, params, doses):
+        """Per PK-mode drug: (dose_times, post-dose amounts, rate constants, volume). Computed once per solve."""
+        out = {}
+        for drug, mode in self.drug_objs:
+            if mode != "pk":
+                continue
+            times, amounts = doses[drug.name]
+            pkp = {k.split("_", 1)[1]: params[k] for k in drug.pk_names}
+            rates = pk.rate_constants(drug.pk_kind, pkp)
+            states = pk.post_dose_states(drug.pk_kind, times, amounts, rates)
+            out[drug.name] = (times, states, rates, params[drug.volume_name])
+        return out
+
+    def concentrations(self, t, pk_data):
+        """Concentration of each PK-mode drug's active moiety at time t (drug's conc_unit)."""
+        return {
+            drug.name: pk.concentration(drug.pk_kind, t, *pk_data[drug.name])
+            for drug, mode in self.drug_objs
+            if mode == "pk"
+        }
+
+    def effects(self, t, params, pk_data):
+        """Each effect in :data:`EFFECTS` at time t (0 for effects no drug drives)."""
+        eff = {e: 0.0 for e in EFFECTS}
+        conc = self.concentrations(t, pk_data)
+        for drug, mode in self.drug_objs:
+            if mode == "constant":
+                on = jnp.where(t >= params["t0"], 1.0, 0.0)
+                for e in drug.effects:
+                    eff[e] = params[e] * on
+            else:
+                h = pk.hill(conc[drug.name], params[f"{drug.prefix}_ec50"], params[f"{drug.prefix}_n"])
+                for e, pmax in drug.effect_max:
+                    eff[e] = params[pmax] * h
+        return eff
+
+    @staticmethod
+    def combine_effects(eff):
+        """Bliss independence: (production factor, infectious fraction, infection factor)."""
+        production = (1.0 - eff["eps"]) * (1.0 - eff["sigma"])
+        infectious = (1.0 - eff["rho"]) * (1.0 - eff["phi"])
+        return production, infectious, 1.0 - eff["eta"]
+
+    def rhs(self, t, y, args):
+        """d/dt of (ln T, ln I, ln V_I, ln V), equations (1)-(4) divided by each state."""
+        params, pk_data, s = args
+        production, infectious, infection = self.combine_effects(self.effects(t, params, pk_data))
+        ln_t, ln_i, ln_vi, ln_v = y[0], y[1], y[2], y[3]
+        beta_vi = infection * params["beta"] * jnp.exp(ln_vi)
+        if self.proliferation:
+            growth = params["r"] * (1.0 - (jnp.exp(ln_t) + jnp.exp(ln_i)) / params["Tmax"])
+        else:
+            growth = 0.0
+        p = params["p"]
+        return jnp.stack(
+            [
+                s * jnp.exp(-ln_t) + growth - params["d"] - beta_vi,
+                beta_vi * jnp.exp(ln_t - ln_i) + growth - params["delta"],
+                infectious * production * p * jnp.exp(ln_i - ln_vi) - params["c"],
+                production * p * jnp.exp(ln_i - ln_v) - params["c"],
+            ]
+        )
+
+    def check_steady_state(self, params, where: str = "") -> None:
+        """ValueError when the parameters admit no positive pretreatment steady state."""
+        t0, i0, s = (float(x) for x in self.steady_state({k: np.float64(v) for k, v in params.items()}))
+        prefix = f"{where}: " if where else ""
+        if not (np.isfinite(t0) and t0 > 0 and np.isfinite(s) and s >= 0):
+            raise ValueError(
+                f"{prefix}model {self.name}: no positive pretreatment steady state for these parameters "
+                f"(T0 = {t0:.3g} cells/mL, s = {s:.3g} cells/mL/day); with proliferation, lower r or p, or raise beta"
+            )
+
+
+MODELS: dict[str, HCVModel] = {
+    m.name: m
+    for m in (
+        HCVModel(
+            "neumann1998", (("peginterferon_alfa2b", "constant"),),
+            description="target-cell-limited model; interferon blocks production (eps) and infection (eta)",
+            reference=SRC_NEUMANN,
+        ),
+        HCVModel(
+            "dixit2004", (("peginterferon_alfa2b", "constant"), ("ribavirin", "constant")),
+            description="adds ribavirin as a mutagen: a fraction rho of new virions is non-infectious",
+            reference="Dixit et al. 2004, Nature 432:922-924",
+        ),
+        HCVModel(
+            "dahari2007", (("peginterferon_alfa2b", "constant"), ("ribavirin", "constant")), proliferation=True,
+            description="adds logistic hepatocyte proliferation (triphasic declines)",
+            reference="Dahari, Ribeiro & Perelson 2007, Hepatology 46:16-21",
+        ),
+        HCVModel(
+            "agi_constant",
+            (("peginterferon_alfa2b", "constant"), ("ribavirin", "constant"), ("celgosivir", "constant")),
+            description="three drugs with constant efficacies: eps/eta, rho, and the glucosidase inhibitor's phi/sigma",
+            reference="hcvdyn (docs/models.md)",
+        ),
+        HCVModel(
+            "pkpd3",
+            (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")),
+            description="three drugs, each with its own PK and Hill link to its effects",
+            reference="hcvdyn (docs/models.md); PK-PD link as in Talal et al. 2006 and Snoeck et al. 2010",
+        ),
+        HCVModel(
+            "pkpd3_prolif",
+            (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")), proliferation=True,
+            description="pkpd3 with hepatocyte proliferation",
+            reference="hcvdyn (docs/models.md); Dahari et al. 2007",
+        ),
+    )
+}
+
+
+def get_model(name: str) -> HCVModel:
+    """The named model; ValueError lists the known names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None

@@ -1,0 +1,121 @@
+"""Parameter declarations: one row per parameter with unit, default, bounds and source.
+
+Every model assembles its table from these rows; lmfit ``Parameters``, the docs tables and
+figure labels are derived from the same rows, so a value lives in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+__all__ = ["Param", "ParamTable", "check_values"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One model parameter.
+
+    name: identifier used in code, TOML files and result tables.
+    unit: physical unit ("1" for dimensionless).
+    default: default value, in ``unit``.
+    lower, upper: admissible range (inclusive), used for validation and as fit bounds.
+    source: the publication (or documented derivation) behind ``default``.
+    description: what the parameter means, one line.
+    symbol: the symbol used in the papers, for figure labels (LaTeX without $).
+    scale: "log" when the parameter is positive and best estimated on a log scale.
+    """
+
+    name: str
+    unit: str
+    default: float
+    lower: float
+    upper: float
+    source: str
+    description: str
+    symbol: str = ""
+    scale: str = "linear"
+
+    def __post_init__(self):
+        if not self.unit:
+            raise ValueError(f"parameter {self.name!r}: unit is empty")
+        if not self.source:
+            raise ValueError(f"parameter {self.name!r}: source is empty")
+        if not (self.lower <= self.default <= self.upper):
+            raise ValueError(
+                f"parameter {self.name!r}: default {self.default} outside its bounds "
+                f"[{self.lower}, {self.upper}]"
+            )
+        if self.scale not in ("linear", "log"):
+            raise ValueError(f"parameter {self.name!r}: scale must be 'linear' or 'log'")
+        if self.scale == "log" and self.lower <= 0:
+            raise ValueError(f"parameter {self.name!r}: log scale needs a positive lower bound")
+
+    def label(self) -> str:
+        """Axis label such as ``$\\delta$ (1/day)``."""
+        sym = f"${self.symbol}$" if self.symbol else self.name
+        return sym if self.unit == "1" else f"{sym} ({self.unit})"
+
+    def replace(self, **changes) -> "Param":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+class ParamTable(tuple):
+    """An ordered, immutable collection of :class:`Param` with lookup by name."""
+
+    def __new__(cls, params: Iterable[Param]):
+        params = tuple(params)
+        names = [p.name for p in params]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate parameter names: {sorted(dup)}")
+        return super().__new__(cls, params)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for p in self:
+                if p.name == key:
+                    return p
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key) -> bool:
+        if isinstance(key, str):
+            return key in self.names
+        return super().__contains__(key)
+
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self}
+
+    def with_defaults(self, overrides: Mapping[str, float]) -> "ParamTable":
+        """A copy whose defaults are replaced by ``overrides`` (validated)."""
+        check_values(self, overrides)
+        return ParamTable(p.replace(default=float(overrides[p.name])) if p.name in overrides else p for p in self)
+
+
+def check_values(table: ParamTable, values: Mapping[str, float], where: str = "") -> None:
+    """Raise ValueError naming the parameter when a name is unknown or a value is not admissible."""
+    prefix = f"{where}: " if where else ""
+    for name, value in values.items():
+        if name not in table:
+            close = [n for n in table.names if n.split("_")[0] == name.split("_")[0]]
+            hint = f"; known parameters: {', '.join(table.names)}" if not close else f"; did you mean {close}?"
+            raise ValueError(f"{prefix}unknown parameter {name!r}{hint}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{prefix}parameter {name!r}: value {value!r} is not a number") from None
+        if not math.isfinite(v):
+            raise ValueError(f"{prefix}parameter {name!r}: value {v} is not finite")
+        p = table[name]
+        if not (p.lower <= v <= p.upper):
+            raise ValueError(
+                f"{prefix}parameter {name!r} = {v} outside its admissible range [{p.lower}, {p.upper}] ({p.unit})"
+            )
