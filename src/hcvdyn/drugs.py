@@ -36,9 +36,10 @@ SRC_TALAL = "Talal et al. 2006, Hepatology 43:943-953 (EC50 0.45 ug/L in non-res
 SRC_NYBERG = "Nyberg et al. 2014, Br J Clin Pharmacol (PMC4294071): Hill coefficient n = 2"
 SRC_NEUMANN = "Neumann et al. 1998, Science 282:103-107"
 SRC_RBV_FIT = (
-    "derived: two-compartment model solved so that CL/F = 21.5 L/h (Jen 2000, Ther Drug Monit 22:555, men, 70 kg), "
-    "Vss/F = 44.3 L/kg x 70 kg (Bruchfeld 2002, Ther Drug Monit 24:701), terminal t1/2 = 298 h (Glue 1999, Semin "
-    "Liver Dis 19 Suppl 1:17) and AUC(0-12h) accumulation index 10.5 (Br J Clin Pharmacol 2003;55:360); see docs/pk.md"
+    "derived: two-compartment model with CL/F = 21.5 L/h (Jen 2000, Ther Drug Monit 22:555, men, 70 kg) whose Vc/F, "
+    "Q/F, Vp/F and ka were solved so that the terminal half-life is 298 h, tmax after one dose 1.5 h and 90% of "
+    "steady state is reached at 4 weeks (Glue 1999, Semin Liver Dis 19 Suppl 1:17), and the AUC(0-12h) accumulation "
+    "index is 10.5 (Br J Clin Pharmacol 2003;55:360); see docs/pk.md"
 )
 SRC_CEL_FIT = (
     "derived: one-compartment model with t1/2 = 2.5 h solved to reproduce steady-state Cmax 5727 ng/mL and trough "
@@ -132,11 +133,11 @@ RIBAVIRIN = Drug(
         _frac("rho", 0.5, "Dixit et al. 2004, Nature 432:922-924 (illustrative rho)", "fraction of new virions non-infectious (ribavirin)", r"\rho"),
     ),
     pk_params=(
-        Param("rbv_ka", "1/day", 92.8, 1.0, 500.0, SRC_RBV_FIT + "; ka set to give tmax 1.5 h after one dose (Glue 1999)", "oral absorption rate", r"k_a^{RBV}", "log"),
+        Param("rbv_ka", "1/day", 91.57, 1.0, 500.0, SRC_RBV_FIT, "oral absorption rate", r"k_a^{RBV}", "log"),
         Param("rbv_cl", "L/day", 516.0, 10.0, 5000.0, "Jen et al. 2000, Ther Drug Monit 22:555-565: CL/F 21.5 L/h (men, 70 kg)", "apparent clearance CL/F", r"CL^{RBV}", "log"),
-        Param("rbv_vc", "L", 2045.0, 10.0, 50000.0, SRC_RBV_FIT, "apparent central volume Vc/F", r"V_c^{RBV}", "log"),
-        Param("rbv_q", "L/day", 69.1, 0.1, 10000.0, SRC_RBV_FIT, "apparent intercompartmental clearance Q/F", r"Q^{RBV}", "log"),
-        Param("rbv_vp", "L", 1056.0, 10.0, 50000.0, SRC_RBV_FIT, "apparent peripheral volume Vp/F", r"V_p^{RBV}", "log"),
+        Param("rbv_vc", "L", 2462.0, 10.0, 50000.0, SRC_RBV_FIT, "apparent central volume Vc/F", r"V_c^{RBV}", "log"),
+        Param("rbv_q", "L/day", 236.5, 0.1, 10000.0, SRC_RBV_FIT, "apparent intercompartmental clearance Q/F", r"Q^{RBV}", "log"),
+        Param("rbv_vp", "L", 2607.6, 10.0, 50000.0, SRC_RBV_FIT, "apparent peripheral volume Vp/F", r"V_p^{RBV}", "log"),
         Param("rbv_ec50", "mg/L", 1.0, 1e-3, 100.0, SRC_ASSUMED, "concentration for half-maximal rho", r"EC_{50}^{RBV}", "log"),
         Param("rbv_n", "1", 1.0, 0.2, 6.0, SRC_ASSUMED, "Hill coefficient of the ribavirin effect", r"n^{RBV}"),
         Param("rbv_rho_max", "1", 0.5, 0.0, 1.0, SRC_ASSUMED, "maximal non-infectious fraction rho", r"\rho_{max}"),

@@ -79,11 +79,14 @@ class HCVModel:
 
     drugs: pairs (drug name, mode) with mode "constant" or "pk"; drugs not listed contribute nothing.
     proliferation: add the logistic proliferation of Dahari et al. 2007 (parameters r, Tmax).
+    constant_target_cells: hold T at T0 (dT/dt = 0), the simplification Neumann et al. 1998 fitted with;
+        V(t) then has the closed biphasic form.
     """
 
     name: str
     drugs: tuple[tuple[str, str], ...] = ()
     proliferation: bool = False
+    constant_target_cells: bool = False
     description: str = ""
     reference: str = ""
 
@@ -100,6 +103,8 @@ class HCVModel:
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: a drug is listed twice: {names}")
         object.__setattr__(self, "drugs", tuple(canon))
+        if self.proliferation and self.constant_target_cells:
+            raise ValueError(f"model {self.name!r}: proliferation needs dynamic target cells")
 
     states = STATES
 
@@ -202,9 +207,10 @@ class HCVModel:
         else:
             growth = 0.0
         p = params["p"]
+        d_ln_t = 0.0 * ln_t if self.constant_target_cells else s * jnp.exp(-ln_t) + growth - params["d"] - beta_vi
         return jnp.stack(
             [
-                s * jnp.exp(-ln_t) + growth - params["d"] - beta_vi,
+                d_ln_t,
                 beta_vi * jnp.exp(ln_t - ln_i) + growth - params["delta"],
                 infectious * production * p * jnp.exp(ln_i - ln_vi) - params["c"],
                 production * p * jnp.exp(ln_i - ln_v) - params["c"],
@@ -228,6 +234,11 @@ MODELS: dict[str, HCVModel] = {
         HCVModel(
             "neumann1998", (("peginterferon_alfa2b", "constant"),),
             description="target-cell-limited model; interferon blocks production (eps) and infection (eta)",
+            reference=SRC_NEUMANN,
+        ),
+        HCVModel(
+            "neumann1998_fixedT", (("peginterferon_alfa2b", "constant"),), constant_target_cells=True,
+            description="Neumann et al.'s fitting model: target cells held at T0, closed-form biphasic decline",
             reference=SRC_NEUMANN,
         ),
         HCVModel(

@@ -42,6 +42,10 @@ class SolverOptions:
 
     rtol, atol: tolerances on the ln-scale states (atol 1e-8 on ln V is 4e-9 log10, whatever the load).
     jump_ts: hand dose times (and the constant-efficacy onset t0) to the step-size controller.
+    stability_cap: steps are capped at stability_cap / c days. Near equilibrium the right-hand side
+        vanishes and an uncapped explicit solver grows its step until the fast virion-clearance mode
+        (rate ~c) sits on the edge of Tsit5's stability region, which leaves a drift of ~rtol; 2.5 keeps
+        c*dt inside the region (boundary ~3.4 on the real axis).
     max_steps: step budget; a solve that exhausts it reports failure instead of a wrong answer.
     """
 
@@ -50,10 +54,11 @@ class SolverOptions:
     dt0: float = 1e-3
     max_steps: int = 200_000
     jump_ts: bool = True
+    stability_cap: float = 2.5
     solver: str = "tsit5"
 
     def __post_init__(self):
-        for name in ("rtol", "atol", "dt0"):
+        for name in ("rtol", "atol", "dt0", "stability_cap"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"SolverOptions.{name} = {v!r} must be a positive finite number")
@@ -79,7 +84,7 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
     _, _, s = model.steady_state(params)
     y0 = model.initial_log_state(params)
 
-    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol)
+    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol, dtmax=options.stability_cap / params["c"])
     if options.jump_ts:
         jumps = [jnp.asarray(doses[d][0], dtype=jnp.float64) for d in model.pk_drugs]
         if model.constant_drugs:

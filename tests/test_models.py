@@ -1,0 +1,77 @@
+"""Model declarations: steady state, parameter tables, drug switching, bad input."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hcvdyn
+from hcvdyn.models import MODELS, HCVModel, get_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_parameter_has_unit_source_and_admissible_default(name):
+    for p in get_model(name).params:
+        assert p.unit and p.source and p.description, p.name
+        assert p.lower <= p.default <= p.upper
+
+
+def test_steady_state_closed_form_without_proliferation():
+    m = get_model("neumann1998")
+    p = m.defaults(log10_V0=6.0)
+    t0, i0, s = (float(x) for x in m.steady_state(p))
+    assert t0 == pytest.approx(p["c"] * p["delta"] / (p["beta"] * p["p"]), rel=1e-14)
+    assert i0 == pytest.approx(p["c"] * 1e6 / p["p"], rel=1e-14)
+    assert s == pytest.approx(p["d"] * t0 + p["delta"] * i0, rel=1e-14)
+
+
+@pytest.mark.parametrize("name,extra", [(n, {}) for n in sorted(MODELS)] + [("pkpd3_prolif", {"r": 0.1}), ("dahari2007", {"r": 0.12})])
+def test_rhs_vanishes_at_steady_state_without_drug(name, extra):
+    m = get_model(name)
+    zero = {k: 0.0 for k in ("eps", "eta", "rho", "phi", "sigma") if k in m.params}
+    p = {k: jnp.float64(v) for k, v in m.defaults(**zero, **extra).items()}
+    doses = {d: (jnp.zeros(1), jnp.zeros(1)) for d in m.pk_drugs}
+    pk_data = m.pk_setup(p, doses)
+    _, _, s = m.steady_state(p)
+    for t in (0.0, 10.0, 300.0):
+        f = np.asarray(m.rhs(t, m.initial_log_state(p), (p, pk_data, s)))
+        assert np.max(np.abs(f)) < 1e-14 * max(p["c"], 1.0)
+
+
+def test_infeasible_proliferation_steady_state_is_reported():
+    m = get_model("dahari2007")
+    with pytest.raises(ValueError, match="no positive pretreatment steady state"):
+        hcvdyn.simulate(m, {"r": 1.0}, t_obs=[1.0])
+
+
+def test_parameter_tables_follow_the_drug_modes():
+    assert "eps" in get_model("neumann1998").params
+    assert "ifn_ec50" not in get_model("neumann1998").params
+    pk3 = get_model("pkpd3").params.names
+    assert {"ifn_ec50", "rbv_vc", "cel_phi_max"} <= set(pk3)
+    assert "t0" not in pk3 and "eps" not in pk3
+    assert {"r", "Tmax"} <= set(get_model("pkpd3_prolif").params.names)
+
+
+def test_bad_model_declarations():
+    with pytest.raises(ValueError, match="unknown drug 'aspirin'"):
+        HCVModel("x", (("aspirin", "pk"),))
+    with pytest.raises(ValueError, match="mode 'depot'"):
+        HCVModel("x", (("ribavirin", "depot"),))
+    with pytest.raises(ValueError, match="listed twice"):
+        HCVModel("x", (("ribavirin", "pk"), ("rbv", "constant")))
+    with pytest.raises(ValueError, match="unknown model 'neuman'"):
+        get_model("neuman")
+
+
+def test_bad_parameter_values_name_the_parameter():
+    m = get_model("neumann1998")
+    with pytest.raises(ValueError, match="'eps' = 1.2 outside"):
+        m.defaults(eps=1.2)
+    with pytest.raises(ValueError, match="'eta' = -0.1 outside"):
+        m.defaults(eta=-0.1)
+    with pytest.raises(ValueError, match="unknown parameter 'epsilon'"):
+        m.defaults(epsilon=0.5)
+    with pytest.raises(ValueError, match="'c'.* not finite"):
+        m.defaults(c=float("nan"))
+    with pytest.raises(ValueError, match="'delta'.*not a number"):
+        m.defaults(delta="fast")

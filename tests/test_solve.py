@@ -1,0 +1,215 @@
+"""Solver checks: closed form, steady state, gradients, batching, independent integrator, bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hcvdyn
+from hcvdyn import Regimen, SolverOptions, get_model
+from hcvdyn.solve import LN10, log10_load
+
+TIGHT = SolverOptions(rtol=1e-11, atol=1e-11)
+
+
+def neumann_closed_form(t, log10_v0, eps, c, delta, t0):
+    """V(t) of Neumann et al. 1998 with T held at T0 and eta = 0 (shared/reference section 2)."""
+    root = math.sqrt((c - delta) ** 2 + 4 * (1 - eps) * c * delta)
+    l1, l2 = ((c + delta) + root) / 2, ((c + delta) - root) / 2
+    a = (eps * c - l2) / (l1 - l2)
+    tau = np.maximum(t - t0, 0.0)
+    return log10_v0 + np.log10(a * np.exp(-l1 * tau) + (1 - a) * np.exp(-l2 * tau))
+
+
+@pytest.mark.parametrize("eps,delta", [(0.81, 0.14), (0.95, 0.14), (0.96, 0.41), (0.999, 0.05)])
+def test_neumann_biphasic_closed_form(eps, delta):
+    m = get_model("neumann1998_fixedT")
+    t = np.linspace(0.0, 14.0, 141)
+    tr = hcvdyn.simulate(m, {"eps": eps, "delta": delta, "log10_V0": 6.3}, t_obs=t, options=TIGHT)
+    p = m.defaults()
+    expected = neumann_closed_form(t, 6.3, eps, p["c"], delta, p["t0"])
+    assert np.max(np.abs(tr.log10_vl - expected)) < 1e-6
+
+
+def _no_drug(model):
+    return {k: 0.0 for k in ("eps", "eta", "rho", "phi", "sigma") if k in model.params}
+
+
+@pytest.mark.parametrize("name,extra", [(n, {}) for n in sorted(hcvdyn.MODELS)] + [("pkpd3_prolif", {"r": 0.1})])
+def test_steady_state_holds_48_weeks_without_drug(name, extra):
+    m = get_model(name)
+    t = np.array([1.0, 7.0, 28.0, 84.0, 168.0, 336.0])
+    tr = hcvdyn.simulate(m, {**_no_drug(m), **extra}, t_obs=t)
+    p = m.defaults(**_no_drug(m), **extra)
+    t0, i0, _ = (float(x) for x in m.steady_state(p))
+    rel = lambda x, ref: np.max(np.abs(np.asarray(x) / ref - 1.0))  # noqa: E731
+    assert rel(10**tr.log10_vl, 10 ** p["log10_V0"]) < 1e-9
+    assert rel(10**tr.log10_vi, 10 ** p["log10_V0"]) < 1e-9
+    assert rel(tr.target_cells, t0) < 1e-9
+    assert rel(tr.infected_cells, i0) < 1e-9
+
+
+TRIAL_REGIMENS = (
+    Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7.0, stop_day=84),
+    Regimen("ribavirin", 500.0, "mg", 0.5, stop_day=84),
+    Regimen("celgosivir", 400.0, "mg", 1.0, stop_day=84),
+)
+
+
+@pytest.fixture(scope="module")
+def pkpd3():
+    m = get_model("pkpd3")
+    doses = hcvdyn.dose_arrays(TRIAL_REGIMENS, m.pk_drugs)
+    p = m.defaults(ifn_eta_max=0.2, cel_sigma_max=0.1, ifn_ec50=0.2)
+    return m, doses, p
+
+
+def _jacobian_vs_fd(model, params, doses, t_obs, names, step=1e-4):
+    opts = SolverOptions(rtol=1e-12, atol=1e-12)
+    base = {k: jnp.float64(v) for k, v in params.items()}
+
+    def f(theta):
+        return log10_load(model, {**base, **dict(zip(names, theta))}, doses, t_obs, opts)
+
+    theta0 = jnp.array([params[n] for n in names])
+    jac = np.asarray(jax.jit(jax.jacfwd(f))(theta0))
+    h = np.array([step * abs(v) if v != 0 else 1e-6 for v in np.asarray(theta0)])
+    eye = np.eye(len(names)) * h
+    fv = jax.jit(jax.vmap(f))
+    plus, minus = np.asarray(fv(theta0 + eye)), np.asarray(fv(theta0 - eye))
+    fd = ((plus - minus) / (2 * h[:, None])).T  # (n_t, n_params)
+    return jac, fd
+
+
+def _assert_jacobian(model, params, doses, t_obs):
+    """Each column within 1e-5 of central differences, relative to the column's largest entry.
+
+    p is structurally non-identifiable from the load when target cells do not proliferate (s is derived
+    from the steady state, so p only rescales I): both derivatives must then vanish.
+    """
+    names = list(model.params.names)
+    jac, fd = _jacobian_vs_fd(model, params, doses, t_obs, names)
+    for j, name in enumerate(names):
+        scale = np.max(np.abs(fd[:, j]))
+        if name == "p" and not model.proliferation:
+            assert np.max(np.abs(jac[:, j])) < 1e-12 and scale < 1e-9
+            continue
+        assert scale > 1e-9, f"{name} has no influence on the load"
+        err = np.max(np.abs(jac[:, j] - fd[:, j])) / scale
+        assert err < 1e-5, f"{name}: relative error {err:.2e}"
+
+
+def test_jacfwd_matches_central_differences_pkpd3(pkpd3):
+    """Every free parameter of the three-drug PK-PD model, with weekly/daily/twice-daily dosing."""
+    m, doses, p = pkpd3
+    t_obs = np.array([0.25, 1.0, 2.0, 3.0, 7.0, 14.0, 21.0, 28.0])
+    _assert_jacobian(m, p, doses, t_obs)
+
+
+def test_jacfwd_matches_central_differences_constant_model():
+    """Constant-efficacy model including the onset delay t0 (a moving discontinuity)."""
+    m = get_model("agi_constant")
+    p = m.defaults(eps=0.8, eta=0.1, rho=0.3, phi=0.2, sigma=0.1)
+    t_obs = np.array([0.5, 1.0, 2.0, 7.0, 14.0, 28.0])
+    _assert_jacobian(m, p, {}, t_obs)
+
+
+def test_vmap_equals_loop(pkpd3):
+    m, _, _ = pkpd3
+    t = np.array([0.0, 1.0, 7.0, 28.0, 56.0])
+    params = {"ifn_ec50": [0.1, 0.3, 0.9], "log10_V0": [5.5, 6.5, 7.0], "delta": [0.1, 0.2, 0.3]}
+    regs = [
+        TRIAL_REGIMENS,
+        TRIAL_REGIMENS[:2],
+        (TRIAL_REGIMENS[0], Regimen("ribavirin", 600.0, "mg", 1.0, stop_day=56, missed_days=(3.0, 4.0))),
+    ]
+    weights = [60.0, 70.0, 95.0]
+    batch = hcvdyn.simulate_batch(m, params, regs, t, weights_kg=weights)
+    assert batch.log10_vl.shape == (3, 5) and np.all(batch.ok)
+    for i in range(3):
+        one = hcvdyn.simulate(m, {k: v[i] for k, v in params.items()}, regs[i], t, weight_kg=weights[i])
+        np.testing.assert_allclose(batch.log10_vl[i], one.log10_vl, rtol=0, atol=1e-9)
+
+
+def test_drug_that_is_off_contributes_nothing():
+    t = np.array([0.5, 3.0, 14.0, 56.0])
+    full = get_model("pkpd3")
+    two = hcvdyn.HCVModel("ifn_rbv_pk", (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk")))
+    shared = {k: v for k, v in full.defaults().items() if k in two.params}
+    a = hcvdyn.simulate(full, shared, TRIAL_REGIMENS[:2], t)  # celgosivir modelled but not given
+    b = hcvdyn.simulate(two, shared, TRIAL_REGIMENS[:2], t)  # celgosivir not modelled
+    np.testing.assert_array_equal(a.log10_vl, b.log10_vl)
+    c = hcvdyn.simulate(get_model("agi_constant"), {"rho": 0.0, "phi": 0.0, "sigma": 0.0, "eps": 0.9}, t_obs=t)
+    d = hcvdyn.simulate(get_model("neumann1998"), {"eps": 0.9}, t_obs=t)
+    np.testing.assert_array_equal(c.log10_vl, d.log10_vl)
+    np.testing.assert_array_equal(c.log10_vi, c.log10_vl)  # no non-infectious virions without rho/phi
+
+
+def test_non_infectious_virions_follow_their_own_equation():
+    """V_NI = V - V_I obeys dV_NI/dt = rho (1 - eps) p I - c V_NI (Dixit et al. 2004), checked by quadrature."""
+    m = get_model("dixit2004")
+    p = m.defaults(eps=0.7, rho=0.6)
+    t = np.linspace(0.0, 10.0, 4001)
+    tr = hcvdyn.simulate(m, p, t_obs=t, options=TIGHT)
+    v_ni = 10**tr.log10_vl - 10**tr.log10_vi
+    on = t >= p["t0"]
+    source = np.where(on, p["rho"] * (1 - p["eps"]) * p["p"], 0.0) * tr.infected_cells
+    # exact variation of constants: V_NI(t) = int_0^t exp(-c (t - s)) source(s) ds
+    integrand = source * np.exp(p["c"] * t)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(t))])
+    expected = np.exp(-p["c"] * t) * cum
+    late = t > 1.0
+    np.testing.assert_allclose(v_ni[late], expected[late], rtol=2e-4)
+
+
+@pytest.mark.slow
+def test_agrees_with_scipy_lsoda_over_12_weeks(pkpd3):
+    m, _, p = pkpd3
+    t = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 7.0, 14.0, 28.0, 56.0, 84.0])
+    ours = hcvdyn.simulate(m, p, TRIAL_REGIMENS, t, options=SolverOptions(rtol=1e-10, atol=1e-10))
+    ref = hcvdyn.simulate_scipy(m, p, TRIAL_REGIMENS, t, rtol=1e-10, atol=1e-10)
+    assert np.max(np.abs(ours.log10_vl - ref.log10_vl)) < 1e-7
+    assert np.max(np.abs(ours.log10_vi - ref.log10_vi)) < 1e-7
+
+
+def test_step_budget_exhaustion_is_reported():
+    m = get_model("pkpd3")
+    with pytest.raises(RuntimeError, match="solve failed.*max_steps"):
+        hcvdyn.simulate(m, {}, TRIAL_REGIMENS, [84.0], options=SolverOptions(max_steps=20))
+    batch = hcvdyn.simulate_batch(m, {"delta": [0.1, 0.2]}, TRIAL_REGIMENS, [84.0], options=SolverOptions(max_steps=20))
+    assert not batch.ok.any() and np.isnan(batch.log10_vl).all() is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(t_obs=[0.0, 2.0, 1.0]), r"strictly increasing: t_obs\[2\] = 1.0"),
+        (dict(t_obs=[0.0, 1.0, 1.0]), "strictly increasing"),
+        (dict(t_obs=[0.0, float("nan")]), r"t_obs\[1\] = nan is not finite"),
+        (dict(t_obs=[-1.0, 1.0]), "negative"),
+        (dict(t_obs=[]), "non-empty"),
+        (dict(t_obs=[1.0], params={"ifn_ec50": -1.0}), "'ifn_ec50' = -1.0 outside"),
+        (dict(t_obs=[1.0], params={"ifn_emax": 1.5}), "'ifn_emax' = 1.5 outside"),
+        (dict(t_obs=[1.0], params={"eps": 0.9}), "unknown parameter 'eps'"),
+    ],
+)
+def test_bad_simulation_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hcvdyn.simulate(get_model("pkpd3"), **kwargs)
+
+
+def test_regimen_for_unmodelled_drug_is_rejected():
+    with pytest.raises(ValueError, match="no PK-mode drug 'celgosivir'"):
+        hcvdyn.simulate(get_model("neumann1998"), {}, [TRIAL_REGIMENS[2]], [1.0])
+
+
+def test_batch_bad_input_names_patient_and_parameter():
+    m = get_model("pkpd3")
+    with pytest.raises(ValueError, match="'delta' of patient 1 = -0.2"):
+        hcvdyn.simulate_batch(m, {"delta": [0.1, -0.2]}, TRIAL_REGIMENS, [1.0])
+    with pytest.raises(ValueError, match="lengths"):
+        hcvdyn.simulate_batch(m, {"delta": [0.1, 0.2]}, [TRIAL_REGIMENS] * 3, [1.0])
+    with pytest.raises(ValueError, match="unknown parameter 'dleta'"):
+        hcvdyn.simulate_batch(m, {"dleta": [0.1, 0.2]}, TRIAL_REGIMENS, [1.0])
