@@ -30,6 +30,7 @@ __all__ = [
     "simulate_batch",
     "simulate_scipy",
     "check_times",
+    "exposure",
     "LN10",
 ]
 
@@ -287,3 +288,34 @@ def simulate_scipy(
         out[mask] = res.y.T[: mask.sum()]
         y = res.y[:, -1]
     return Trajectory.from_log_states(t, out, True, nfev)
+
+
+def exposure(
+    model: HCVModel,
+    params: Mapping[str, float] | None,
+    regimens: Sequence[Regimen],
+    t_days: Sequence[float],
+    weight_kg: float = 70.0,
+) -> dict[str, np.ndarray]:
+    """Concentrations (``conc_<drug>``, drug's conc_unit) and effects (eps, eta, rho, phi, sigma) over time."""
+    full = _full_params(model, params, where=f"exposure({model.name})")
+    t = np.asarray(t_days, dtype=float)
+    doses = dose_arrays(regimens, model.pk_drugs, weight_kg)
+    return {k: np.asarray(v) for k, v in _exposure_fn(model)(full, doses, t).items()}
+
+
+@lru_cache(maxsize=32)
+def _exposure_fn(model: HCVModel):
+    def at(params, doses, t):
+        params = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+        pk_data = model.pk_setup(params, doses)
+
+        def one(ti):
+            eff = model.effects(ti, params, pk_data)
+            out = {e: jnp.asarray(v, dtype=jnp.float64) for e, v in eff.items()}
+            out.update({f"conc_{d}": c for d, c in model.concentrations(ti, pk_data).items()})
+            return out
+
+        return jax.vmap(one)(t)
+
+    return jax.jit(at)

@@ -1,0 +1,149 @@
+"""Command line: ``hcvdyn models`` and ``hcvdyn simulate``.
+
+User errors print one line (``hcvdyn: error: ...``) and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as _io
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+EXAMPLES_SIMULATE = """examples:
+  hcvdyn simulate celgosivir_phase2                      # bundled trial, writes results/celgosivir_phase2
+  hcvdyn simulate models/celgosivir_phase2.toml --out results/sim --force
+"""
+
+
+def _csv(header, rows) -> str:
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def cmd_models(args) -> int:
+    from .io import list_parameter_sets, load_toml, find_model_file
+    from .models import MODELS
+
+    print("models:")
+    for m in MODELS.values():
+        drugs = ", ".join(f"{d} ({mode})" for d, mode in m.drugs) or "none"
+        extra = " + proliferation" if m.proliferation else ""
+        print(f"  {m.name:20s} {m.description}\n  {'':20s} drugs: {drugs}{extra}; {len(m.params)} parameters; {m.reference}")
+    print("\nparameter sets and trials (models/):")
+    for name in list_parameter_sets():
+        doc = load_toml(find_model_file(name))
+        kind = "trial" if "arms" in doc else f"model {doc.get('model', '?')}"
+        desc = " ".join(str(doc.get("description", "")).split())
+        print(f"  {name:24s} [{kind}] {desc[:110]}{'...' if len(desc) > 110 else ''}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import numpy as np
+
+    from . import __version__
+    from .io import file_sha256, load_trial, write_results
+    from .plots import plot_arms, save_figure
+    from .solve import SolverOptions
+    from .trial import simulate_arms
+
+    spec = load_trial(args.spec)
+    out = Path(args.out) if args.out else Path("results") / spec.name
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} already exists; use --force to replace it")
+    options = SolverOptions()
+    sim = simulate_arms(spec, points_per_day=args.points_per_day, options=options)
+    effects = ("eps", "eta", "rho", "phi", "sigma")
+    conc_cols = sorted(k for k in next(iter(sim.exposures.values())) if k.startswith("conc_"))
+    rows = []
+    for arm, tr in sim.trajectories.items():
+        ex = sim.exposures[arm]
+        for i, t in enumerate(sim.t_days):
+            rows.append(
+                [arm, f"{t:.6g}", f"{tr.log10_vl[i]:.8f}", f"{tr.log10_vi[i]:.8f}", f"{tr.log10_vl[0] - tr.log10_vl[i]:.8f}"]
+                + [f"{ex[e][i]:.8g}" for e in effects]
+                + [f"{ex[c][i]:.8g}" for c in conc_cols]
+            )
+    traj_csv = _csv(["arm", "day", "log10_vl", "log10_vi", "log10_drop"] + list(effects) + conc_cols, rows)
+    summary_rows, summary = [], {}
+    for arm in sim.trajectories:
+        drops = {f"day_{d:g}": round(sim.log10_drop(arm, d), 6) for d in spec.sample_days}
+        summary[arm] = drops
+        summary_rows.append([arm] + [f"{v:.6f}" for v in drops.values()])
+    summary_csv = _csv(["arm"] + [f"log10_drop_day_{d:g}" for d in spec.sample_days], summary_rows)
+    pset = spec.parameter_set
+    meta = {
+        "hcvdyn_version": __version__,
+        "command": "simulate",
+        "trial": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
+        "parameter_set": {"name": pset.name, "path": pset.path, "sha256": file_sha256(pset.path)},
+        "model": pset.model.name,
+        "parameters": {
+            p.name: {"value": sim.params[p.name], "unit": p.unit, "source": pset.source_of(p.name)} for p in pset.model.params
+        },
+        "weight_kg": spec.weight_kg,
+        "arms": {a: [r.to_dict() for r in regs] for a, regs in spec.arms.items()},
+        "options": {**asdict(options), "points_per_day": args.points_per_day},
+        "summary_log10_drop": summary,
+    }
+    fig = plot_arms(sim)
+    write_results(
+        out,
+        {
+            "trajectories.csv": traj_csv,
+            "summary.csv": summary_csv,
+            "run.json": meta,
+            "arms": lambda dest: save_figure(fig, dest.with_name("arms")),
+        },
+        force=args.force,
+    )
+    print(f"wrote {out}/ (trajectories.csv, summary.csv, run.json, arms.pdf/.svg/.png)")
+    width = max(len(a) for a in summary)
+    for arm, drops in summary.items():
+        last = drops[f"day_{spec.sample_days[-1]:g}"]
+        print(f"  {arm:{width}s}  log10 drop at day {spec.sample_days[-1]:g}: {last:.2f}")
+    if not np.isfinite(list(summary.values())[0][f"day_{spec.sample_days[-1]:g}"]):
+        raise RuntimeError("non-finite result")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hcvdyn",
+        description="Hepatitis C viral-kinetic models under interferon, ribavirin and celgosivir.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn models\n  hcvdyn simulate celgosivir_phase2",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list models, parameter sets and trials with their sources")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser(
+        "simulate", help="simulate the arms of a trial specification",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_SIMULATE,
+    )
+    p.add_argument("spec", help="trial specification: a path or a name in models/")
+    p.add_argument("--out", help="results folder (default results/<trial name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.add_argument("--points-per-day", type=int, default=24, help="time resolution of the output (default 24, hourly)")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        print(f"hcvdyn: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Files: parameter sets and trial specifications (TOML), and results folders written all-or-nothing.
+
+A parameter set (``models/NAME.toml``) names a model and gives values, each with its source::
+
+    name = "neumann1998_10MU"
+    model = "neumann1998"
+    description = "..."
+    [parameters]
+    eps = { value = 0.95, source = "Neumann et al. 1998: 95% block at 10 MU/day" }
+
+A trial specification names a parameter set and lists arms with their regimens (see
+``models/celgosivir_phase2.toml``). Every problem is reported with the file and, where TOML gives
+one, the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .dosing import Regimen, regimen_from_dict
+from .models import HCVModel, get_model
+from .parameters import check_values
+
+__all__ = [
+    "ParameterSet",
+    "TrialSpec",
+    "models_dir",
+    "find_model_file",
+    "list_parameter_sets",
+    "load_toml",
+    "load_parameter_set",
+    "load_trial",
+    "file_sha256",
+    "write_results",
+]
+
+
+def models_dir() -> Path:
+    """The bundled ``models/`` folder: $HCVDYN_MODELS, else the repository's, else ./models."""
+    env = os.environ.get("HCVDYN_MODELS")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "models", Path.cwd() / "models"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError(f"no models/ folder found; looked in {', '.join(map(str, candidates))}; set HCVDYN_MODELS")
+
+
+def find_model_file(name_or_path: str | os.PathLike) -> Path:
+    """A parameter-set or trial file given by path or by name (``models/NAME.toml``)."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    candidate = models_dir() / f"{p.stem if p.suffix == '.toml' else p.name}.toml"
+    if candidate.is_file():
+        return candidate
+    raise FileNotFoundError(f"no file {str(name_or_path)!r} and no {candidate}; available: {', '.join(list_parameter_sets())}")
+
+
+def list_parameter_sets() -> list[str]:
+    return sorted(p.stem for p in models_dir().glob("*.toml"))
+
+
+def load_toml(path: str | os.PathLike) -> dict:
+    """Parse a TOML file; a syntax error names the file and the line."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: invalid TOML: {e}") from None
+
+
+def _require(table: Mapping, key: str, kind, where: str):
+    if key not in table:
+        raise ValueError(f"{where}: missing key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise ValueError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def _check_keys(table: Mapping, allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    """Named parameter values for a model, each with its source; unlisted parameters take model defaults."""
+
+    name: str
+    model: HCVModel
+    values: Mapping[str, float]
+    sources: Mapping[str, str]
+    description: str = ""
+    path: str = ""
+
+    def params(self, **overrides) -> dict[str, float]:
+        """All parameters of the model: defaults, then this set's values, then ``overrides``."""
+        return self.model.defaults(**{**self.values, **overrides})
+
+    def source_of(self, name: str) -> str:
+        return self.sources.get(name) or self.model.params[name].source
+
+
+def load_parameter_set(name_or_path: str | os.PathLike) -> ParameterSet:
+    path = find_model_file(name_or_path)
+    doc = load_toml(path)
+    where = str(path)
+    _check_keys(doc, {"name", "model", "description", "parameters"}, where)
+    try:
+        model = get_model(_require(doc, "model", str, where))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}" if where not in str(e) else str(e)) from None
+    values, sources = {}, {}
+    for pname, entry in _require(doc, "parameters", dict, where).items():
+        pwhere = f"{where}: parameters.{pname}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{pwhere}: write {{ value = ..., source = \"...\" }} (every value needs its source)")
+        _check_keys(entry, {"value", "source"}, pwhere)
+        values[pname] = _require(entry, "value", (int, float), pwhere)
+        sources[pname] = _require(entry, "source", str, pwhere)
+        if not sources[pname].strip():
+            raise ValueError(f"{pwhere}: empty source")
+    check_values(model.params, values, where=where)
+    full = {**model.params.defaults(), **values}
+    model.check_steady_state(full, where=where)
+    return ParameterSet(
+        name=doc.get("name", path.stem), model=model, values=values, sources=sources,
+        description=doc.get("description", ""), path=str(path),
+    )
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Arms with regimens, applied to one parameter set, sampled at ``sample_days``."""
+
+    name: str
+    parameter_set: ParameterSet
+    arms: Mapping[str, tuple[Regimen, ...]]
+    arm_descriptions: Mapping[str, str]
+    sample_days: tuple[float, ...]
+    duration_days: float
+    weight_kg: float = 70.0
+    lloq_log10: float = 1.176
+    description: str = ""
+    path: str = ""
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
+    path = find_model_file(name_or_path)
+    doc = load_toml(path)
+    where = str(path)
+    _check_keys(
+        doc,
+        {"name", "description", "parameter_set", "weight_kg", "duration_days", "sample_days", "lloq_iu_ml", "arms", "notes"},
+        where,
+    )
+    try:
+        pset = load_parameter_set(_require(doc, "parameter_set", str, where))
+    except FileNotFoundError as e:
+        raise ValueError(f"{where}: parameter_set: {e}") from None
+    duration = float(_require(doc, "duration_days", (int, float), where))
+    if duration <= 0:
+        raise ValueError(f"{where}: duration_days = {duration} must be > 0")
+    samples = tuple(float(x) for x in _require(doc, "sample_days", list, where))
+    if any(b <= a for a, b in zip(samples, samples[1:])) or any(s < 0 or s > duration for s in samples):
+        raise ValueError(f"{where}: sample_days must increase strictly within [0, duration_days]: {list(samples)}")
+    lloq = float(doc.get("lloq_iu_ml", 15.0))
+    if lloq <= 0:
+        raise ValueError(f"{where}: lloq_iu_ml = {lloq} must be > 0")
+    arms, descriptions = {}, {}
+    for i, arm in enumerate(_require(doc, "arms", list, where)):
+        awhere = f"{where}: arms[{i}]"
+        _check_keys(arm, {"name", "description", "regimens"}, awhere)
+        name = _require(arm, "name", str, awhere)
+        if name in arms:
+            raise ValueError(f"{awhere}: duplicate arm name {name!r}")
+        regs = []
+        for j, r in enumerate(arm.get("regimens", [])):
+            reg = regimen_from_dict(r, where=f"{awhere} ({name}).regimens[{j}]")
+            if reg.drug not in pset.model.pk_drugs:
+                raise ValueError(f"{awhere} ({name}).regimens[{j}]: model {pset.model.name} has no PK-mode drug {reg.drug!r}")
+            regs.append(reg)
+        arms[name] = tuple(regs)
+        descriptions[name] = arm.get("description", "")
+    if not arms:
+        raise ValueError(f"{where}: no arms")
+    import math
+
+    return TrialSpec(
+        name=doc.get("name", path.stem), parameter_set=pset, arms=arms, arm_descriptions=descriptions,
+        sample_days=samples, duration_days=duration, weight_kg=float(doc.get("weight_kg", 70.0)),
+        lloq_log10=math.log10(lloq), description=doc.get("description", ""), path=str(path),
+        notes=dict(doc.get("notes", {})),
+    )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_results(folder: str | os.PathLike, writers: Mapping[str, object], force: bool = False) -> Path:
+    """Write a results folder all-or-nothing.
+
+    writers: file name -> str/bytes content, a JSON-able dict (for ``*.json``), or a callable taking the
+    destination path (figures). Everything is written into a temporary sibling folder first; only when
+    all files succeeded is it moved into place. An existing folder is refused unless ``force``, and is
+    then replaced only after the new one is complete.
+    """
+    folder = Path(folder)
+    if folder.exists() and not force:
+        raise FileExistsError(f"{folder} already exists; use --force to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results folders are ordinary folders
+    try:
+        for name, content in writers.items():
+            dest = tmp / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if callable(content):
+                content(dest)
+            elif isinstance(content, bytes):
+                dest.write_bytes(content)
+            elif isinstance(content, str):
+                dest.write_text(content)
+            else:
+                dest.write_text(json.dumps(content, indent=2, sort_keys=False, default=_json_default) + "\n")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")

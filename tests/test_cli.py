@@ -1,0 +1,74 @@
+"""Command line: help, a successful run, bad input with a one-line message and exit status 2."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from hcvdyn import __version__
+from hcvdyn.cli import main
+from hcvdyn.io import file_sha256, load_trial
+from hcvdyn.trial import simulate_arms
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["simulate", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    assert "usage: hcvdyn" in capsys.readouterr().out
+
+
+def test_models_lists_models_and_sets(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "neumann1998" in out and "pkpd3" in out and "celgosivir_phase2" in out and "[trial]" in out
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "phase2"
+    assert main(["simulate", "celgosivir_phase2", "--out", str(out), "--points-per-day", "4"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_simulate_writes_table_summary_figure_and_provenance(simulated):
+    names = sorted(p.name for p in simulated.iterdir())
+    assert names == ["arms.pdf", "arms.png", "arms.svg", "run.json", "summary.csv", "trajectories.csv"]
+    assert all((simulated / n).stat().st_size > 0 for n in names)
+    meta = json.loads((simulated / "run.json").read_text())
+    spec = load_trial("celgosivir_phase2")
+    assert meta["hcvdyn_version"] == __version__ and meta["model"] == "pkpd3"
+    assert meta["trial"]["sha256"] == file_sha256(spec.path)
+    assert meta["parameters"]["ifn_ec50"] == {"value": 0.45, "unit": "ug/L", "source": meta["parameters"]["ifn_ec50"]["source"]}
+    # the summary equals an independent in-process simulation of the same arms
+    sim = simulate_arms(spec, points_per_day=4)
+    rows = {r["arm"]: r for r in csv.DictReader(open(simulated / "summary.csv"))}
+    for arm in spec.arms:
+        for d in spec.sample_days:
+            assert float(rows[arm][f"log10_drop_day_{d:g}"]) == pytest.approx(sim.log10_drop(arm, d), abs=1e-6)
+    traj = list(csv.DictReader(open(simulated / "trajectories.csv")))
+    first_day = [float(r["log10_drop"]) for r in traj if r["day"] == "1"]
+    assert len(first_day) == 3 and all(0.3 < x < 1.5 for x in first_day)  # first-phase drop under pegIFN
+    assert np.all(np.array([float(r["eps"]) for r in traj]) <= 1.0)
+
+
+def test_simulate_refuses_to_overwrite(simulated, capsys):
+    before = (simulated / "summary.csv").read_text()
+    assert main(["simulate", "celgosivir_phase2", "--out", str(simulated)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "already exists; use --force" in err and "Traceback" not in err
+    assert (simulated / "summary.csv").read_text() == before
+
+
+def test_simulate_bad_spec_one_line(tmp_path, capsys):
+    bad = tmp_path / "t.toml"
+    bad.write_text('parameter_set = "g1_nonresponder"\nduration_days = -3\nsample_days = [0]\narms = []\n')
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hcvdyn: error: {bad}: duration_days = -3.0 must be > 0"
+    assert not (tmp_path / "o").exists()
+    assert main(["simulate", "no_such_trial"]) == 2
+    assert "no file 'no_such_trial'" in capsys.readouterr().err

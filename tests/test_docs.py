@@ -1,0 +1,18 @@
+"""The model reference is generated from the declarations and must be current."""
+
+from hcvdyn.docs import main, model_reference
+from hcvdyn.models import MODELS
+
+
+def test_model_reference_is_current():
+    assert main(["--check"]) == 0, "docs/models.md is out of date: run python -m hcvdyn.docs"
+
+
+def test_reference_lists_every_parameter_with_unit_and_source():
+    text = model_reference()
+    for m in MODELS.values():
+        assert f"`{m.name}`" in text
+        for p in m.params:
+            row = next(line for line in text.splitlines() if line.startswith(f"| `{p.name}` |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[2] and cells[6], p.name  # unit and source

@@ -1,0 +1,105 @@
+"""Parameter-set and trial files; all-or-nothing results folders."""
+
+import json
+import os
+
+import pytest
+
+from hcvdyn.io import list_parameter_sets, load_parameter_set, load_trial, write_results
+
+
+def test_bundled_parameter_sets_load_and_keep_their_sources():
+    names = list_parameter_sets()
+    assert {"neumann1998_5MU", "neumann1998_10MU", "neumann1998_15MU", "g1_nonresponder", "celgosivir_phase2"} <= set(names)
+    for name in names:
+        if name == "celgosivir_phase2":
+            continue
+        pset = load_parameter_set(name)
+        for p in pset.values:
+            assert pset.source_of(p).strip()
+    assert [load_parameter_set(f"neumann1998_{g}").values["eps"] for g in ("5MU", "10MU", "15MU")] == [0.81, 0.95, 0.96]
+
+
+def test_bundled_trial_has_the_three_arms():
+    spec = load_trial("celgosivir_phase2")
+    assert list(spec.arms) == ["triple", "double", "control"]
+    drugs = {a: {r.drug for r in regs} for a, regs in spec.arms.items()}
+    assert drugs["triple"] == {"peginterferon_alfa2b", "ribavirin", "celgosivir"}
+    assert drugs["double"] == {"peginterferon_alfa2b", "celgosivir"}
+    assert drugs["control"] == {"peginterferon_alfa2b", "ribavirin"}
+    assert spec.sample_days == (0, 1, 2, 3, 7, 14, 28, 56, 84)
+
+
+def write(tmp_path, text, name="bad.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ('model = "neumann1998"\n[parameters]\neps = 0.9\n', r"parameters.eps: write \{ value = ..., source"),
+        ('model = "neumann1998"\n[parameters]\neps = { value = 0.9 }\n', r"parameters.eps: missing key 'source'"),
+        ('model = "neumann1998"\n[parameters]\nepsilon = { value = 0.9, source = "x" }\n', "unknown parameter 'epsilon'"),
+        ('model = "neumann1998"\n[parameters]\neps = { value = 1.9, source = "x" }\n', "'eps' = 1.9 outside"),
+        ('model = "neumann"\n[parameters]\n', "unknown model 'neumann'"),
+        ('model = "neumann1998"\n[parameters\n', r"invalid TOML: .*line 2"),
+        ('model = "dahari2007"\n[parameters]\nr = { value = 2.0, source = "x" }\n', "no positive pretreatment steady state"),
+    ],
+)
+def test_bad_parameter_files_name_file_and_parameter(tmp_path, text, match):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match=match) as err:
+        load_parameter_set(path)
+    assert str(path) in str(err.value)
+
+
+TRIAL = """
+parameter_set = "g1_nonresponder"
+duration_days = 84.0
+sample_days = [0, 7, 84]
+[[arms]]
+name = "a"
+regimens = [ {{ drug = "{drug}", dose = {dose}, unit = "mg", interval_days = {interval} }} ]
+"""
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        (dict(drug="aspirin", dose=1, interval=1), r"arms\[0\] \(a\).regimens\[0\]: unknown drug 'aspirin'"),
+        (dict(drug="ribavirin", dose=-5, interval=1), r"regimens\[0\]: .*dose = -5.0 is negative"),
+        (dict(drug="ribavirin", dose=5, interval=0), r"regimens\[0\]: .*interval_days = 0.0 must be > 0"),
+    ],
+)
+def test_bad_trial_files_name_file_arm_and_regimen(tmp_path, fields, match):
+    path = write(tmp_path, TRIAL.format(**fields))
+    with pytest.raises(ValueError, match=match) as err:
+        load_trial(path)
+    assert str(path) in str(err.value)
+
+
+def test_unsorted_sample_days_rejected(tmp_path):
+    path = write(tmp_path, TRIAL.format(drug="ribavirin", dose=5, interval=1).replace("[0, 7, 84]", "[0, 84, 7]"))
+    with pytest.raises(ValueError, match="sample_days must increase"):
+        load_trial(path)
+
+
+def test_results_folder_is_all_or_nothing(tmp_path):
+    out = tmp_path / "res"
+    write_results(out, {"a.txt": "first", "b.json": {"x": 1}})
+    assert (out / "a.txt").read_text() == "first" and json.loads((out / "b.json").read_text()) == {"x": 1}
+    with pytest.raises(FileExistsError, match="already exists; use --force"):
+        write_results(out, {"a.txt": "second"})
+
+    def boom(dest):
+        dest.write_text("partial")
+        raise RuntimeError("figure failed")
+
+    with pytest.raises(RuntimeError, match="figure failed"):
+        write_results(out, {"a.txt": "second", "fig": boom}, force=True)
+    assert (out / "a.txt").read_text() == "first"  # the good folder is untouched
+    assert sorted(os.listdir(tmp_path)) == ["res"]  # no temporary folder left behind
+    write_results(out, {"a.txt": "third"}, force=True)
+    assert sorted(os.listdir(out)) == ["a.txt"]
