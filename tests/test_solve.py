@@ -213,3 +213,18 @@ def test_batch_bad_input_names_patient_and_parameter():
         hcvdyn.simulate_batch(m, {"delta": [0.1, 0.2]}, [TRIAL_REGIMENS] * 3, [1.0])
     with pytest.raises(ValueError, match="unknown parameter 'dleta'"):
         hcvdyn.simulate_batch(m, {"dleta": [0.1, 0.2]}, TRIAL_REGIMENS, [1.0])
+
+
+def test_proliferation_gives_a_triphasic_decline():
+    """Dahari et al. 2007: with r > delta a shoulder separates the first phase from a steeper final phase."""
+    from hcvdyn.io import load_parameter_set
+
+    pset = load_parameter_set("dahari2007_triphasic")
+    t = np.linspace(0.0, 56.0, 225)
+    tr = hcvdyn.simulate(pset.model, pset.params(), t_obs=t)
+    slope = lambda a, b: np.polyfit(t[(t >= a) & (t <= b)], tr.log10_vl[(t >= a) & (t <= b)], 1)[0]  # noqa: E731
+    first, shoulder, final = slope(0.4, 1.0), slope(3.0, 10.0), slope(35.0, 56.0)
+    assert first < -0.5  # log10/day: the fast first phase
+    assert final < 1.3 * shoulder < 0  # the final phase is at least 30% steeper than the shoulder
+    no_prolif = hcvdyn.simulate(pset.model, pset.params(r=0.0), t_obs=t)
+    assert not np.allclose(no_prolif.log10_vl, tr.log10_vl, atol=1e-2)
