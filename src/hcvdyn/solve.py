@@ -28,6 +28,8 @@ __all__ = [
     "log10_load",
     "simulate",
     "simulate_batch",
+    "prepare_batch",
+    "batch_solver",
     "simulate_scipy",
     "check_times",
     "exposure",
@@ -201,6 +203,44 @@ def simulate(
     return traj
 
 
+def prepare_batch(
+    model: HCVModel,
+    params: Mapping[str, Sequence[float] | float],
+    regimens_per_patient: Sequence[Sequence[Regimen]] | Sequence[Regimen],
+    t_obs: Sequence[float],
+    weights_kg: Sequence[float] | None = None,
+):
+    """Validated arrays (params, doses, t) for the batched solver; see :func:`simulate_batch`."""
+    sizes = {np.size(v) for v in params.values() if np.ndim(v) > 0}
+    if regimens_per_patient and isinstance(regimens_per_patient[0], Regimen):
+        shared = list(regimens_per_patient)
+        regimens_per_patient = [shared] * (max(sizes) if sizes else 1)
+    n = len(regimens_per_patient)
+    if sizes - {n}:
+        raise ValueError(f"simulate_batch: parameter arrays have lengths {sorted(sizes)} but there are {n} patients")
+    unknown = sorted(set(params) - set(model.params.names))
+    if unknown:
+        check_values(model.params, {unknown[0]: 0.0}, where="simulate_batch")
+    full = {}
+    for p in model.params:
+        v = np.broadcast_to(np.asarray(params.get(p.name, p.default), dtype=float), (n,)).copy()
+        bad = np.flatnonzero(~np.isfinite(v) | (v < p.lower) | (v > p.upper))
+        if bad.size:
+            raise ValueError(
+                f"simulate_batch: parameter {p.name!r} of patient {bad[0]} = {v[bad[0]]} outside "
+                f"[{p.lower}, {p.upper}] ({p.unit}) or not finite"
+            )
+        full[p.name] = v
+    t = check_times(t_obs)
+    doses = batch_dose_arrays(regimens_per_patient, model.pk_drugs, weights_kg)
+    return full, doses, t
+
+
+def batch_solver(model: HCVModel, options: SolverOptions = SolverOptions()):
+    """The jitted, vmapped solver (params, doses, t) -> (ln-states, ok, steps), shared by all callers."""
+    return _compiled(model, options, True)
+
+
 def simulate_batch(
     model: HCVModel,
     params: Mapping[str, Sequence[float] | float],
@@ -215,31 +255,8 @@ def simulate_batch(
     regimens_per_patient: one list of regimens per patient, or a single list shared by all.
     Failed solves are reported per patient in ``Trajectory.ok`` (their values are NaN), never raised.
     """
-    sizes = {np.size(v) for v in params.values() if np.ndim(v) > 0}
-    if regimens_per_patient and isinstance(regimens_per_patient[0], Regimen):
-        shared = list(regimens_per_patient)
-        n = max(sizes) if sizes else 1
-        regimens_per_patient = [shared] * n
-    n = len(regimens_per_patient)
-    if sizes - {n}:
-        raise ValueError(f"simulate_batch: parameter arrays have lengths {sorted(sizes)} but there are {n} patients")
-    check_values(model.params, {k: v for k, v in params.items() if np.ndim(v) == 0}, where="simulate_batch")
-    full = {}
-    for p in model.params:
-        v = np.broadcast_to(np.asarray(params.get(p.name, p.default), dtype=float), (n,)).copy()
-        bad = np.flatnonzero(~np.isfinite(v) | (v < p.lower) | (v > p.upper))
-        if bad.size:
-            raise ValueError(
-                f"simulate_batch: parameter {p.name!r} of patient {bad[0]} = {v[bad[0]]} outside "
-                f"[{p.lower}, {p.upper}] ({p.unit}) or not finite"
-            )
-        full[p.name] = v
-    unknown = set(params) - set(model.params.names)
-    if unknown:
-        check_values(model.params, {sorted(unknown)[0]: 0.0}, where="simulate_batch")
-    t = check_times(t_obs)
-    doses = batch_dose_arrays(regimens_per_patient, model.pk_drugs, weights_kg)
-    ys, ok, steps = _compiled(model, options, True)(full, doses, t)
+    full, doses, t = prepare_batch(model, params, regimens_per_patient, t_obs, weights_kg)
+    ys, ok, steps = batch_solver(model, options)(full, doses, t)
     return Trajectory.from_log_states(t, ys, ok, steps)
 
 

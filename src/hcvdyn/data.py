@@ -1,0 +1,239 @@
+"""Viral-load data: patient series with censoring, and the CSV reader that validates them.
+
+Two layouts are read (one row per sample; header names are case-insensitive):
+
+* **long**: ``id``, ``arm`` (optional), ``group`` (optional), a time column ``time_days`` /
+  ``time_weeks`` / ``time_hours`` (or ``time`` with ``time_unit=``), a load column ``log10_vl``
+  (log10 IU/mL) or ``vl_iu_ml`` (IU/mL) (or ``vl`` with ``vl_scale=``), and censoring either as a
+  flag column ``cens`` (1 = below the limit) with ``lloq`` (IU/mL), or as text in the load column
+  (``<15``, ``TND``, ``undetectable``, ``BLQ``) with the limit from ``lloq`` or ``default_lloq``.
+  A limit written as ``<15`` is always in IU/mL, whatever the scale of the load column.
+  Any other numeric column is kept as a covariate.
+* **NONMEM**: ``ID``, ``TIME``, ``DV``, optional ``CENS``, ``LLOQ``, ``MDV``, ``EVID``, ``AMT``,
+  ``CMT``; rows with ``EVID`` != 0 or ``MDV`` = 1 are dosing or non-observation rows and are skipped
+  (dosing comes from the regimens of a fit specification). DV is log10 IU/mL unless ``vl_scale``
+  says otherwise; TIME is in ``time_unit`` (default days).
+
+Censored samples carry the log10 limit as their value and ``censored = True`` (M3 method, Beal 2001).
+Every problem is reported as ``FILE:LINE: column COL: ...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["PatientData", "Dataset", "read_viral_loads", "CENSORED_WORDS"]
+
+CENSORED_WORDS = {"tnd", "undetectable", "blq", "bloq", "not detected", "nd", "<lloq"}
+TIME_FACTORS = {"day": 1.0, "days": 1.0, "week": 7.0, "weeks": 7.0, "hour": 1 / 24, "hours": 1 / 24}
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """One patient's series. ``log10_vl`` holds the log10 limit where ``censored`` is True."""
+
+    id: str
+    arm: str
+    t_days: np.ndarray
+    log10_vl: np.ndarray
+    censored: np.ndarray
+    lloq_log10: np.ndarray
+    group: str = ""
+    covariates: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.t_days.size)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    patients: tuple[PatientData, ...]
+    path: str = ""
+
+    def __iter__(self):
+        return iter(self.patients)
+
+    def __len__(self):
+        return len(self.patients)
+
+    def by_id(self, pid: str) -> PatientData:
+        for p in self.patients:
+            if p.id == pid:
+                return p
+        raise KeyError(pid)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.arm for p in self.patients))
+
+
+class _Err(ValueError):
+    pass
+
+
+def _num(text: str, where: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise _Err(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise _Err(f"{where}: {text!r} is not finite")
+    return v
+
+
+def read_viral_loads(
+    path: str | os.PathLike,
+    time_unit: str | None = None,
+    vl_scale: str | None = None,
+    default_lloq: float | None = None,
+) -> Dataset:
+    """Read and validate a viral-load CSV (module docstring); ValueError names file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if time_unit is not None and time_unit not in TIME_FACTORS:
+        raise ValueError(f"time_unit {time_unit!r}: use one of {sorted(set(TIME_FACTORS))}")
+    if vl_scale not in (None, "log10", "linear"):
+        raise ValueError(f"vl_scale {vl_scale!r}: use 'log10' or 'linear'")
+    if default_lloq is not None and not (default_lloq > 0 and math.isfinite(default_lloq)):
+        raise ValueError(f"default_lloq = {default_lloq} must be a positive number (IU/mL)")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty file")
+    header = [h.strip().lower() for h in rows[0]]
+    col = {h: i for i, h in enumerate(header)}
+    nonmem = "dv" in col and "id" in col
+
+    def need(*names):
+        for n in names:
+            if n in col:
+                return n
+        raise ValueError(f"{path}:1: missing column: one of {', '.join(names)} (found {', '.join(header)})")
+
+    id_col = need("id")
+    if nonmem:
+        t_col, t_factor = need("time"), TIME_FACTORS[time_unit or "day"]
+        vl_col, scale = "dv", vl_scale or "log10"
+    else:
+        t_col = need("time_days", "time_weeks", "time_hours", "time")
+        if t_col == "time":
+            if time_unit is None:
+                raise ValueError(f"{path}:1: column 'time' needs a declared unit (time_unit = 'day', 'week' or 'hour'), or name it time_days/time_weeks/time_hours")
+            t_factor = TIME_FACTORS[time_unit]
+        else:
+            t_factor = TIME_FACTORS[t_col.split("_")[1]]
+        vl_col = need("log10_vl", "vl_iu_ml", "vl")
+        if vl_col == "vl" and vl_scale is None:
+            raise ValueError(f"{path}:1: column 'vl' needs a declared scale (vl_scale = 'log10' or 'linear'), or name it log10_vl/vl_iu_ml")
+        scale = {"log10_vl": "log10", "vl_iu_ml": "linear"}.get(vl_col, vl_scale)
+    cens_col = "cens" if "cens" in col else None
+    lloq_col = "lloq" if "lloq" in col else None
+    known = {id_col, t_col, vl_col, "arm", "group", "cens", "lloq", "mdv", "evid", "amt", "cmt", "rate", "ss", "ii", "addl"}
+    cov_cols = [h for h in header if h not in known and h]
+
+    series: dict[str, dict] = {}
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        try:
+            if len(row) != len(header):
+                raise _Err(f"{path}:{lineno}: {len(row)} fields, header has {len(header)}")
+            cell = lambda name: row[col[name]].strip()  # noqa: E731
+            at = lambda name: f"{path}:{lineno}: column {name}"  # noqa: E731
+            if nonmem:
+                if "evid" in col and cell("evid") not in ("", "0"):
+                    continue
+                if "mdv" in col and cell("mdv") not in ("", "0"):
+                    continue
+            pid = cell(id_col)
+            if not pid:
+                raise _Err(f"{at(id_col)}: empty patient id")
+            t = _num(cell(t_col), at(t_col)) * t_factor
+            if t < 0:
+                raise _Err(f"{at(t_col)}: negative time {cell(t_col)}")
+            lloq = None
+            if lloq_col and cell(lloq_col):
+                lloq = _num(cell(lloq_col), at(lloq_col))
+                if lloq <= 0:
+                    raise _Err(f"{at(lloq_col)}: limit {lloq} must be > 0 IU/mL")
+            lloq = lloq if lloq is not None else default_lloq
+            raw = cell(vl_col)
+            flag = False
+            if cens_col and cell(cens_col):
+                c = cell(cens_col)
+                if c not in ("0", "1"):
+                    raise _Err(f"{at(cens_col)}: censoring flag {c!r} must be 0 or 1")
+                flag = c == "1"
+            low = raw.lower()
+            text_limit = None
+            if low.startswith("<"):
+                text_limit = _num(raw[1:].strip(), at(vl_col))
+                flag = True
+            elif low in CENSORED_WORDS:
+                flag = True
+            if flag:
+                limit = text_limit if text_limit is not None else lloq
+                if limit is None:
+                    raise _Err(f"{at(vl_col)}: censored sample {raw!r} without a limit (give an lloq column or default_lloq)")
+                if limit <= 0:
+                    raise _Err(f"{at(vl_col)}: limit {limit} must be > 0 IU/mL")
+                log_limit = math.log10(limit)
+                if raw and not low.startswith("<") and low not in CENSORED_WORDS:
+                    v = _num(raw, at(vl_col))
+                    value = v if scale == "log10" else (math.log10(v) if v > 0 else -math.inf)
+                    if value > log_limit + 1e-9:
+                        raise _Err(f"{at(vl_col)}: censored value {raw} is above its limit {limit:g} IU/mL")
+                y, cens = log_limit, True
+            else:
+                v = _num(raw, at(vl_col))
+                if scale == "linear":
+                    if v <= 0:
+                        raise _Err(f"{at(vl_col)}: viral load {v} IU/mL must be > 0 (mark values below the limit as censored)")
+                    y = math.log10(v)
+                else:
+                    if v < 0:
+                        raise _Err(f"{at(vl_col)}: negative log10 viral load {v}")
+                    y = v
+                cens = False
+                log_limit = math.log10(lloq) if lloq else -math.inf
+            rec = series.setdefault(
+                pid,
+                {"arm": cell("arm") if "arm" in col else "", "group": cell("group") if "group" in col else "",
+                 "t": [], "y": [], "c": [], "l": [], "lines": [], "cov": {}},
+            )
+            if rec["t"]:
+                if t == rec["t"][-1]:
+                    raise _Err(f"{at(t_col)}: patient {pid}: duplicated time {cell(t_col)} (also on line {rec['lines'][-1]})")
+                if t < rec["t"][-1]:
+                    raise _Err(f"{at(t_col)}: patient {pid}: times not increasing ({cell(t_col)} after line {rec['lines'][-1]})")
+            if "arm" in col and cell("arm") != rec["arm"]:
+                raise _Err(f"{path}:{lineno}: column arm: patient {pid} changes arm from {rec['arm']!r} to {cell('arm')!r}")
+            for cname in cov_cols:
+                if cell(cname):
+                    rec["cov"].setdefault(cname, _num(cell(cname), at(cname)))
+            rec["t"].append(t)
+            rec["y"].append(y)
+            rec["c"].append(cens)
+            rec["l"].append(log_limit)
+            rec["lines"].append(lineno)
+        except _Err as e:
+            raise ValueError(str(e)) from None
+    if not series:
+        raise ValueError(f"{path}: no observation rows")
+    patients = tuple(
+        PatientData(
+            id=pid, arm=r["arm"], group=r["group"], t_days=np.array(r["t"]), log10_vl=np.array(r["y"]),
+            censored=np.array(r["c"], bool), lloq_log10=np.array(r["l"]), covariates=r["cov"],
+        )
+        for pid, r in series.items()
+    )
+    return Dataset(patients, str(path))
