@@ -118,3 +118,77 @@ def test_bad_fit_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_patient(MODEL, synthetic(1), **args)
+
+
+# ---- whole-trial fits ------------------------------------------------------------------------------
+from hcvdyn.data import Dataset  # noqa: E402
+from hcvdyn.fit import build_trial_problem, fit_trial  # noqa: E402
+
+AGI = hcvdyn.get_model("agi_constant")
+ARM_EFFECTS = {"triple": dict(eps=0.9, rho=0.4, phi=0.5), "control": dict(eps=0.9, rho=0.4, phi=0.0)}
+
+
+@pytest.fixture(scope="module")
+def trial_data():
+    """40 synthetic patients in two arms, per-patient V0 and delta, some dropouts and BLQ samples."""
+    rng = np.random.default_rng(5)
+    days = np.array([0, 1, 2, 3, 7, 14, 28, 56, 84.0])
+    pats = []
+    for i in range(40):
+        arm = "triple" if i % 2 == 0 else "control"
+        ind = {"log10_V0": 6.5 + 0.4 * rng.standard_normal(), "delta": 0.15 * math.exp(0.4 * rng.standard_normal())}
+        f = hcvdyn.simulate(AGI, {**ind, **ARM_EFFECTS[arm]}, t_obs=days).log10_vl
+        y = f + 0.2 * rng.standard_normal(days.size)
+        c = y < LLOQ
+        n = days.size if i % 7 else 6
+        pats.append(PatientData(f"p{i}", arm, days[:n], np.where(c, LLOQ, y)[:n], c[:n], np.full(n, LLOQ)))
+    return Dataset(tuple(pats))
+
+
+TRIAL_SPEC = dict(individual=("log10_V0", "delta"), shared=("eps", "rho"), params={"eps": 0.8, "rho": 0.2, "phi": 0.2})
+
+
+def test_trial_jacobian_matches_central_differences(trial_data):
+    pars, residual, jacobian, n_obs = build_trial_problem(
+        AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, options=SolverOptions(atol=1e-11), **TRIAL_SPEC
+    )
+    j = jacobian(pars)
+    names = [n for n in pars if pars[n].vary]
+    assert j.shape == (n_obs, len(names)) == (n_obs, 40 * 2 + 3)
+    for name in ["eps", "rho", "phi__triple", "delta__p0", "log10_V0__p7", "delta__p13"]:
+        k = names.index(name)
+        v, h = pars[name].value, 1e-5 * abs(pars[name].value)
+        pars[name].value = v + h
+        up = residual(pars)
+        pars[name].value = v - h
+        down = residual(pars)
+        pars[name].value = v
+        fd = (up - down) / (2 * h)
+        assert np.max(np.abs(j[:, k] - fd)) <= 1e-5 * np.max(np.abs(fd)), name
+
+
+@pytest.mark.slow
+def test_trial_fit_recovers_shared_and_per_arm_effects(trial_data):
+    fit = fit_trial(AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, **TRIAL_SPEC)
+    assert fit.success, fit.message
+    for name, truth in (("eps", 0.9), ("rho", 0.4), ("phi__triple", 0.5)):
+        lo, hi = fit.interval(name)
+        assert lo <= truth <= hi, (name, fit.values[name], lo, hi)
+    assert "phi__control" not in fit.values  # fixed at 0 where no celgosivir is given
+    assert fit.n_patients == 40 and fit.n_obs == sum(p.n_obs for p in trial_data)
+
+
+@pytest.mark.slow
+def test_trial_fit_reports_non_identifiable_design(trial_data):
+    """rho and a control-arm phi enter only as (1 - rho)(1 - phi): the fit must not claim success."""
+    fit = fit_trial(AGI, trial_data, {"triple": (), "control": ()}, per_arm=("phi",), **TRIAL_SPEC)
+    assert not fit.success and "singular" in fit.message
+
+
+def test_trial_fit_bad_input(trial_data):
+    with pytest.raises(ValueError, match=r"no regimens for arm\(s\) \['control'\]"):
+        fit_trial(AGI, trial_data, {"triple": ()}, individual=("delta",))
+    with pytest.raises(ValueError, match=r"per_arm 'phi' names arm\(s\) \['double'\]"):
+        fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), per_arm={"phi": ["double"]})
+    with pytest.raises(ValueError, match="listed in more than one"):
+        fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), shared=("delta",))

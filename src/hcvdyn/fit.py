@@ -33,7 +33,7 @@ from .models import HCVModel
 from .parameters import check_values
 from .solve import SolverOptions, log10_load
 
-__all__ = ["m3_residuals", "PatientFit", "fit_patient", "residual_fn"]
+__all__ = ["m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem"]
 
 _TINY = 1e-300
 
@@ -208,3 +208,182 @@ def fit_patient(
         n_censored=int(np.sum(patient.censored)), sigma=sigma, starts=starts,
         start_objectives=np.array(objectives), residuals=np.asarray(best.residual),
     )
+
+
+# ---- whole-trial fits ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrialFit:
+    """Result of a whole-trial fit. Names: ``k`` (shared by all), ``k__ARM`` (per arm), ``k__ID`` (per patient)."""
+
+    model: str
+    values: Mapping[str, float]
+    stderr: Mapping[str, float]
+    objective: float
+    aic: float
+    bic: float
+    success: bool
+    message: str
+    n_obs: int
+    n_patients: int
+    sigma: float
+    nfev: int
+
+    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
+        from scipy.stats import norm
+
+        q = norm.ppf(0.5 + level / 2)
+        return self.values[name] - q * self.stderr[name], self.values[name] + q * self.stderr[name]
+
+
+@lru_cache(maxsize=16)
+def _trial_fns(model: HCVModel, individual: tuple[str, ...], shared: tuple[str, ...], options: SolverOptions):
+    """Per-patient residuals and their Jacobian w.r.t. (individual, shared) values, vmapped over patients."""
+    names = individual + shared
+
+    def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
+        params = {**fixed, **dict(zip(names, theta))}
+        pred = log10_load(model, params, doses, t, options)
+        return jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
+
+    axes = (0, 0, 0, 0, 0, 0, 0, 0, None)
+    return jax.jit(jax.vmap(res, in_axes=axes)), jax.jit(jax.vmap(jax.jacfwd(res), in_axes=axes))
+
+
+def _pad_patients(dataset):
+    n = max(p.n_obs for p in dataset)
+    t, y, c, lq, mask = (np.zeros((len(dataset), n)) for _ in range(5))
+    for i, p in enumerate(dataset):
+        k = p.n_obs
+        t[i, :k], y[i, :k], c[i, :k], lq[i, :k], mask[i, :k] = p.t_days, p.log10_vl, p.censored, p.lloq_log10, 1
+        t[i, k:] = p.t_days[-1] + np.arange(1, n - k + 1)  # strictly increasing, masked out
+    return t, y, c.astype(bool), lq, mask.astype(bool)
+
+
+def fit_trial(
+    model: HCVModel,
+    dataset,
+    regimens_by_arm: Mapping[str, Sequence[Regimen]],
+    individual: Sequence[str],
+    shared: Sequence[str] = (),
+    per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
+    params: Mapping[str, float] | None = None,
+    sigma: float = 0.2,
+    weight_kg: float = 70.0,
+    options: SolverOptions = SolverOptions(atol=1e-7),
+    max_nfev: int = 200,
+) -> TrialFit:
+    """One M3 maximum-likelihood problem for a whole trial.
+
+    individual: parameters estimated per patient (e.g. log10_V0, delta); shared: one value for all
+    patients (e.g. a drug's EC50); per_arm: one value per arm (e.g. eps), or a mapping name -> arms in
+    which it is estimated (it stays fixed in the other arms, e.g. celgosivir's phi = 0 under placebo).
+    Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and Jacobian blocks of all patients come
+    from one jitted, vmapped call; the full Jacobian is assembled from the per-patient blocks.
+    """
+    import lmfit
+
+    pars, residual, jacobian, n_obs = build_trial_problem(
+        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options
+    )
+    mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
+    out = mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+    vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
+    se = {n: (float(out.params[n].stderr) if out.params[n].stderr is not None else math.nan) for n in vals}
+    success = bool(out.success) and all(np.isfinite(v) for v in se.values())
+    return TrialFit(
+        model=model.name, values=vals, stderr=se, objective=float(out.chisqr),
+        aic=float(out.chisqr + 2 * len(vals)), bic=float(out.chisqr + len(vals) * math.log(n_obs)),
+        success=success, message=out.message if success else f"not converged or singular: {out.message}",
+        n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
+    )
+
+
+def build_trial_problem(
+    model: HCVModel,
+    dataset,
+    regimens_by_arm: Mapping[str, Sequence[Regimen]],
+    individual: Sequence[str],
+    shared: Sequence[str] = (),
+    per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
+    params: Mapping[str, float] | None = None,
+    sigma: float = 0.2,
+    weight_kg: float = 70.0,
+    options: SolverOptions = SolverOptions(atol=1e-7),
+):
+    """(lmfit Parameters, residual(pars), jacobian(pars), n_obs) of a whole-trial M3 problem (see :func:`fit_trial`).
+
+    jacobian returns the derivatives for the varying parameters only, in lmfit's ``var_names`` order.
+    """
+    import lmfit
+
+    arms = tuple(dict.fromkeys(p.arm for p in dataset))
+    if isinstance(per_arm, Mapping):
+        estimated_in = {k: tuple(v) for k, v in per_arm.items()}
+    else:
+        estimated_in = {k: arms for k in per_arm}
+    for k, in_arms in estimated_in.items():
+        unknown_arms = [a for a in in_arms if a not in arms]
+        if unknown_arms:
+            raise ValueError(f"fit_trial: per_arm {k!r} names arm(s) {unknown_arms} not in the data (arms: {list(arms)})")
+    individual, shared, per_arm = tuple(individual), tuple(shared), tuple(estimated_in)
+    free = individual + shared + per_arm
+    dup = {k for k in free if free.count(k) > 1}
+    if dup:
+        raise ValueError(f"fit_trial: parameter(s) {sorted(dup)} listed in more than one of individual/shared/per_arm")
+    for k in free:
+        if k not in model.params:
+            check_values(model.params, {k: 0.0}, where="fit_trial")
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"fit_trial: sigma = {sigma} must be a positive number (log10 IU/mL)")
+    missing = [a for a in arms if a not in regimens_by_arm]
+    if missing:
+        raise ValueError(f"fit_trial: no regimens for arm(s) {missing}; given: {sorted(regimens_by_arm)}")
+    values = model.defaults(**(params or {}))
+    model.check_steady_state(values, where="fit_trial")
+    pats = list(dataset)
+    n_pat = len(pats)
+    t, y, cens, lloq, mask = _pad_patients(pats)
+    from .dosing import batch_dose_arrays
+
+    doses = batch_dose_arrays([regimens_by_arm[p.arm] for p in pats], model.pk_drugs, [weight_kg] * n_pat)
+    fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
+    local_shared = shared + per_arm
+    res_f, jac_f = _trial_fns(model, individual, local_shared, options)
+
+    pars = lmfit.Parameters()
+    bound = lambda k: (model.params[k].lower, model.params[k].upper)  # noqa: E731
+    for p in pats:
+        for k in individual:
+            pars.add(f"{k}__{p.id}", value=values[k], min=bound(k)[0], max=bound(k)[1])
+    for k in shared:
+        pars.add(k, value=values[k], min=bound(k)[0], max=bound(k)[1])
+    for k in per_arm:
+        for a in arms:
+            pars.add(f"{k}__{a}", value=values[k], min=bound(k)[0], max=bound(k)[1], vary=a in estimated_in[k])
+    names = list(pars)
+    index = {n: i for i, n in enumerate(names)}
+    varying = [index[n] for n in names if pars[n].vary]
+    # column of each patient's local parameter in the global vector
+    cols = np.array(
+        [[index[f"{k}__{p.id}"] for k in individual] + [index[k] for k in shared] + [index[f"{k}__{p.arm}"] for k in per_arm] for p in pats],
+        dtype=int,
+    ).reshape(n_pat, len(individual) + len(local_shared))
+    data = (jnp.asarray(t), jnp.asarray(y), jnp.asarray(cens), jnp.asarray(lloq), jnp.asarray(mask), jnp.float64(sigma))
+    flat_mask = mask.ravel()
+
+    def theta_of(pv):
+        g = np.array([pv[n].value for n in names])
+        return jnp.asarray(g[cols])
+
+    def residual(pv):
+        return np.asarray(res_f(theta_of(pv), fixed, doses, *data)).ravel()[flat_mask]
+
+    def jacobian(pv):
+        blocks = np.asarray(jac_f(theta_of(pv), fixed, doses, *data))  # (n_pat, n_obs, n_local)
+        full = np.zeros((n_pat, t.shape[1], len(names)))
+        for i in range(n_pat):
+            np.add.at(full[i], (slice(None), cols[i]), blocks[i])
+        return full.reshape(-1, len(names))[flat_mask][:, varying]
+
+    return pars, residual, jacobian, int(mask.sum())
