@@ -4,7 +4,10 @@ import csv
 import json
 
 import numpy as np
+from pathlib import Path
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 from hcvdyn import __version__
 from hcvdyn.cli import main
@@ -72,3 +75,44 @@ def test_simulate_bad_spec_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["simulate", "no_such_trial"]) == 2
     assert "no file 'no_such_trial'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "phase2"
+    assert main(["fit", str(ROOT / "fits/phase2_synthetic.toml"), "--out", str(out), "--profile", "eps"]) == 0
+    return out
+
+
+def test_fit_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--help"])
+    assert e.value.code == 0 and "fits/phase2_synthetic.toml" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fit_writes_parameters_result_and_curves(fitted):
+    assert sorted(p.name for p in fitted.iterdir()) == ["curves.csv", "parameters.csv", "result.json"]
+    meta = json.loads((fitted / "result.json").read_text())
+    assert meta["converged"] is True and meta["model"] == "agi_constant" and meta["data"]["patients"] == 57
+    assert meta["data"]["sha256"] == file_sha256(str(ROOT / "fits/phase2_synthetic.csv"))
+    rows = {r["name"]: r for r in csv.DictReader(open(fitted / "parameters.csv"))}
+    assert {"eps", "rho", "phi", "delta__S001", "log10_V0__S057"} <= set(rows)
+    for name, r in rows.items():
+        assert float(r["value"]) == pytest.approx(meta["estimates"][name]["value"], rel=1e-6)
+    assert float(rows["eps"]["profile95_low"]) < float(rows["eps"]["value"]) < float(rows["eps"]["profile95_high"])
+    curves = list(csv.DictReader(open(fitted / "curves.csv")))
+    assert len(curves) == 57 * 337
+
+
+def test_fit_bad_spec_one_line(tmp_path, capsys):
+    spec = tmp_path / "f.toml"
+    spec.write_text('data = "missing.csv"\nmodel = "agi_constant"\n[free]\nindividual = ["delta"]\n')
+    assert main(["fit", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hcvdyn: error: {spec}: data file") and "\n" not in err
+    (tmp_path / "missing.csv").write_text("id,time_days,log10_vl\na,0,6\n")
+    spec.write_text('data = "missing.csv"\nmodel = "agi_constant"\n[free]\nindividual = ["dleta"]\n')
+    assert main(["fit", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown parameter 'dleta'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

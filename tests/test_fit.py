@@ -4,7 +4,10 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from pathlib import Path
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 import hcvdyn
 from hcvdyn.data import PatientData
@@ -149,7 +152,7 @@ TRIAL_SPEC = dict(individual=("log10_V0", "delta"), shared=("eps", "rho"), param
 
 
 def test_trial_jacobian_matches_central_differences(trial_data):
-    pars, residual, jacobian, n_obs = build_trial_problem(
+    pars, residual, jacobian, n_obs, _ = build_trial_problem(
         AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, options=SolverOptions(atol=1e-11), **TRIAL_SPEC
     )
     j = jacobian(pars)
@@ -192,3 +195,63 @@ def test_trial_fit_bad_input(trial_data):
         fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), per_arm={"phi": ["double"]})
     with pytest.raises(ValueError, match="listed in more than one"):
         fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), shared=("delta",))
+
+
+# ---- the bundled synthetic trial -----------------------------------------------------------------
+import re  # noqa: E402
+
+from hcvdyn.data import read_viral_loads  # noqa: E402
+from hcvdyn.io import load_fit_spec, load_toml  # noqa: E402
+from hcvdyn.trial import generate_synthetic_trial  # noqa: E402
+
+SPEC = str(ROOT / "fits/phase2_synthetic.toml")
+TRUTH_FILE = str(ROOT / "fits/phase2_synthetic_truth.toml")
+
+
+def test_bundled_data_is_reproducible_from_its_truth_file(tmp_path):
+    regenerated = generate_synthetic_trial(TRUTH_FILE, tmp_path / "d.csv")
+    bundled = open(str(ROOT / "fits/phase2_synthetic.csv")).read()
+    data_rows = lambda text: [ln for ln in text.splitlines() if not ln.startswith("#")]  # noqa: E731
+    assert data_rows(regenerated) == data_rows(bundled)
+    assert bundled.startswith("# SYNTHETIC DATA")
+    ds = read_viral_loads(str(ROOT / "fits/phase2_synthetic.csv"))
+    groups = [p.group for p in ds]
+    assert len(ds) == 57 and groups.count("nonresponder") == 36 and groups.count("partial_responder") == 21
+    assert sorted(ds.arms) == ["control", "double", "triple"]
+    assert sum(p.n_obs < 9 for p in ds) == 5 and sum(p.censored.sum() for p in ds) > 0
+
+
+@pytest.mark.slow
+def test_noise_free_trial_is_recovered_exactly(tmp_path):
+    """The machinery (data, M3, block Jacobian, shared-in-arms mapping) recovers the truth without noise."""
+    truth_text = re.sub(r"sigma = 0.2 ", "sigma = 0.001 ", open(TRUTH_FILE).read())
+    (tmp_path / "t.toml").write_text(truth_text)
+    generate_synthetic_trial(tmp_path / "t.toml", tmp_path / "d.csv")
+    spec = load_fit_spec(SPEC)
+    ds = read_viral_loads(tmp_path / "d.csv")
+    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, individual=spec.individual, shared=spec.shared,
+                    params=spec.params, sigma=0.001, options=SolverOptions(atol=1e-9), max_nfev=400)
+    arms = load_toml(TRUTH_FILE)["arms"]
+    assert fit.success
+    for name, arm in (("eps", "triple"), ("rho", "control"), ("phi", "double")):
+        assert fit.values[name] == pytest.approx(arms[arm][name], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_bundled_trial_fit_with_profile_intervals():
+    """Noisy bundled data: converges; estimates near the truth; profile intervals bracket the estimates.
+
+    Coverage of the truth is a property over replicates, not of one seed: over 7 seeds (this one and
+    1-6) the mean estimates were eps 0.845, rho 0.429, phi 0.504 (truth 0.85, 0.4, 0.5) and the Wald
+    intervals covered 18 of 21; for this seed rho's interval misses 0.4 by about 2 SE.
+    """
+    spec = load_fit_spec(SPEC)
+    ds = read_viral_loads(spec.data_path)
+    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, individual=spec.individual, shared=spec.shared,
+                    params=spec.params, sigma=spec.sigma, options=SolverOptions(atol=spec.atol), profile=("eps", "rho", "phi"))
+    arms = load_toml(TRUTH_FILE)["arms"]
+    assert fit.success, fit.message
+    for name, arm in (("eps", "triple"), ("rho", "control"), ("phi", "double")):
+        lo, hi = fit.profile[name]
+        assert lo < fit.values[name] < hi
+        assert abs(fit.values[name] - arms[arm][name]) < 0.12

@@ -1,4 +1,4 @@
-"""Command line: ``hcvdyn models`` and ``hcvdyn simulate``.
+"""Command line: ``hcvdyn models``, ``hcvdyn simulate`` and ``hcvdyn fit``.
 
 User errors print one line (``hcvdyn: error: ...``) and exit with status 2, without a traceback.
 """
@@ -113,6 +113,82 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    import numpy as np
+
+    from . import __version__
+    from .data import read_viral_loads
+    from .fit import fit_trial
+    from .io import file_sha256, load_fit_spec, write_results
+    from .solve import SolverOptions, simulate_batch
+
+    spec = load_fit_spec(args.spec)
+    out = Path(args.out) if args.out else Path("results") / spec.name
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} already exists; use --force to replace it")
+    data = read_viral_loads(spec.data_path)
+    options = SolverOptions(atol=spec.atol)
+    print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
+    fit = fit_trial(
+        spec.model, data, spec.regimens_by_arm or {a: () for a in data.arms}, individual=spec.individual,
+        shared=spec.shared, per_arm=spec.per_arm, params=spec.params, sigma=spec.sigma, weight_kg=spec.weight_kg,
+        options=options, max_nfev=spec.max_nfev, outside=spec.outside,
+        profile=tuple(n for n in (args.profile or "").split(",") if n),
+    )
+    rows = []
+    for name, value in fit.values.items():
+        base, _, owner = name.partition("__")
+        kind = "individual" if base in spec.individual else ("per_arm" if base in spec.per_arm else "shared")
+        lo, hi = fit.interval(name)
+        plo, phi_ = (f"{x:.8g}" for x in fit.profile[name]) if name in fit.profile else ("", "")
+        p = spec.model.params[base]
+        rows.append([name, base, kind, owner, f"{value:.8g}", f"{fit.stderr[name]:.6g}", f"{lo:.8g}", f"{hi:.8g}", plo, phi_, p.unit])
+    params_csv = _csv(
+        ["name", "parameter", "kind", "patient_or_arm", "value", "stderr", "wald95_low", "wald95_high", "profile95_low", "profile95_high", "unit"],
+        rows,
+    )
+    grid = np.union1d(np.linspace(0.0, max(p.t_days[-1] for p in data), 337), [])
+    pats = list(data)
+    curves = simulate_batch(
+        spec.model, {k: np.array([fit.patient_params[p.id][k] for p in pats]) for k in spec.model.params.names},
+        [spec.regimens_by_arm.get(p.arm, ()) for p in pats], grid, weights_kg=[spec.weight_kg] * len(pats), options=options,
+    )
+    curve_rows = [[p.id, p.arm, f"{t:.6g}", f"{v:.6f}"] for i, p in enumerate(pats) for t, v in zip(grid, curves.log10_vl[i])]
+    meta = {
+        "hcvdyn_version": __version__,
+        "command": "fit",
+        "spec": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
+        "data": {"path": spec.data_path, "sha256": file_sha256(spec.data_path), "patients": len(data), "samples": fit.n_obs,
+                 "censored": int(sum(p.censored.sum() for p in data))},
+        "model": spec.model.name,
+        "free": {"individual": list(spec.individual), "shared": {k: list(v) for k, v in spec.shared.items()},
+                 "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
+        "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)"},
+        "converged": fit.success,
+        "message": fit.message,
+        "objective_minus2loglik_plus_const": fit.objective,
+        "aic": fit.aic,
+        "bic": fit.bic,
+        "nfev": fit.nfev,
+        "estimates": {k: {"value": v, "stderr": fit.stderr[k], **({"profile95": list(fit.profile[k])} if k in fit.profile else {})}
+                      for k, v in fit.values.items()},
+    }
+    write_results(
+        out,
+        {"parameters.csv": params_csv, "result.json": meta, "curves.csv": _csv(["id", "arm", "day", "log10_vl_fitted"], curve_rows)},
+        force=args.force,
+    )
+    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv)")
+    shared_rows = [r for r in rows if r[2] != "individual"]
+    for r in shared_rows:
+        prof = f"; profile [{float(r[8]):.4f}, {float(r[9]):.4f}]" if r[8] else ""
+        print(f"  {r[0]:14s} {float(r[4]):.4f}  Wald 95% [{float(r[6]):.4f}, {float(r[7]):.4f}]{prof} ({r[10]})")
+    if not fit.success:
+        print(f"hcvdyn: warning: the fit did not converge: {fit.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcvdyn",
@@ -132,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
     p.add_argument("--points-per-day", type=int, default=24, help="time resolution of the output (default 24, hourly)")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser(
+        "fit", help="fit a whole trial from a fit specification (fits/NAME.toml)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml\n  hcvdyn fit fits/phase2_synthetic.toml --out results/fit1 --force",
+    )
+    p.add_argument("spec", help="fit specification (TOML)")
+    p.add_argument("--profile", metavar="NAMES", help="comma-separated estimated parameters to get profile-likelihood intervals (e.g. eps,rho)")
+    p.add_argument("--out", help="results folder (default results/<spec name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.set_defaults(func=cmd_fit)
     return parser
 
 

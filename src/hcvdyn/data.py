@@ -15,7 +15,8 @@ Two layouts are read (one row per sample; header names are case-insensitive):
   says otherwise; TIME is in ``time_unit`` (default days).
 
 Censored samples carry the log10 limit as their value and ``censored = True`` (M3 method, Beal 2001).
-Every problem is reported as ``FILE:LINE: column COL: ...``.
+Lines starting with ``#`` before the header are comments (provenance). Every problem is reported as
+``FILE:LINE: column COL: ...``.
 """
 
 from __future__ import annotations
@@ -107,9 +108,13 @@ def read_viral_loads(
         raise ValueError(f"default_lloq = {default_lloq} must be a positive number (IU/mL)")
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if not rows:
+    skip = 0
+    while skip < len(rows) and (not rows[skip] or rows[skip][0].lstrip().startswith("#")):
+        skip += 1  # leading comment lines (provenance); line numbers below stay those of the file
+    if skip == len(rows):
         raise ValueError(f"{path}: empty file")
-    header = [h.strip().lower() for h in rows[0]]
+    header_line = skip + 1
+    header = [h.strip().lower() for h in rows[skip]]
     col = {h: i for i, h in enumerate(header)}
     nonmem = "dv" in col and "id" in col
 
@@ -117,7 +122,7 @@ def read_viral_loads(
         for n in names:
             if n in col:
                 return n
-        raise ValueError(f"{path}:1: missing column: one of {', '.join(names)} (found {', '.join(header)})")
+        raise ValueError(f"{path}:{header_line}: missing column: one of {', '.join(names)} (found {', '.join(header)})")
 
     id_col = need("id")
     if nonmem:
@@ -127,13 +132,13 @@ def read_viral_loads(
         t_col = need("time_days", "time_weeks", "time_hours", "time")
         if t_col == "time":
             if time_unit is None:
-                raise ValueError(f"{path}:1: column 'time' needs a declared unit (time_unit = 'day', 'week' or 'hour'), or name it time_days/time_weeks/time_hours")
+                raise ValueError(f"{path}:{header_line}: column 'time' needs a declared unit (time_unit = 'day', 'week' or 'hour'), or name it time_days/time_weeks/time_hours")
             t_factor = TIME_FACTORS[time_unit]
         else:
             t_factor = TIME_FACTORS[t_col.split("_")[1]]
         vl_col = need("log10_vl", "vl_iu_ml", "vl")
         if vl_col == "vl" and vl_scale is None:
-            raise ValueError(f"{path}:1: column 'vl' needs a declared scale (vl_scale = 'log10' or 'linear'), or name it log10_vl/vl_iu_ml")
+            raise ValueError(f"{path}:{header_line}: column 'vl' needs a declared scale (vl_scale = 'log10' or 'linear'), or name it log10_vl/vl_iu_ml")
         scale = {"log10_vl": "log10", "vl_iu_ml": "linear"}.get(vl_col, vl_scale)
     cens_col = "cens" if "cens" in col else None
     lloq_col = "lloq" if "lloq" in col else None
@@ -141,7 +146,7 @@ def read_viral_loads(
     cov_cols = [h for h in header if h not in known and h]
 
     series: dict[str, dict] = {}
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in enumerate(rows[skip + 1 :], start=header_line + 1):
         if not row or all(not c.strip() for c in row):
             continue
         try:

@@ -33,7 +33,7 @@ from .models import HCVModel
 from .parameters import check_values
 from .solve import SolverOptions, log10_load
 
-__all__ = ["m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem"]
+__all__ = ["m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
 
 _TINY = 1e-300
 
@@ -228,6 +228,8 @@ class TrialFit:
     n_patients: int
     sigma: float
     nfev: int
+    patient_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    profile: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         from scipy.stats import norm
@@ -265,30 +267,40 @@ def fit_trial(
     dataset,
     regimens_by_arm: Mapping[str, Sequence[Regimen]],
     individual: Sequence[str],
-    shared: Sequence[str] = (),
+    shared: Sequence[str] | Mapping[str, Sequence[str]] = (),
     per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
     params: Mapping[str, float] | None = None,
     sigma: float = 0.2,
     weight_kg: float = 70.0,
     options: SolverOptions = SolverOptions(atol=1e-7),
+    outside: Mapping[str, float] | None = None,
     max_nfev: int = 200,
+    profile: Sequence[str] = (),
+    level: float = 0.95,
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
 
     individual: parameters estimated per patient (e.g. log10_V0, delta); shared: one value for all
-    patients (e.g. a drug's EC50); per_arm: one value per arm (e.g. eps), or a mapping name -> arms in
+    patients (e.g. a drug's EC50), or a mapping name -> arms in which that one value applies (fixed in the
+    other arms, e.g. ribavirin's rho where ribavirin is not given); per_arm: one value per arm (e.g. eps), or a mapping name -> arms in
     which it is estimated (it stays fixed in the other arms, e.g. celgosivir's phi = 0 under placebo).
+    outside: value of such a parameter in the arms where it is not estimated; default 0 for the
+    constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
+    profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
+    profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`.
     Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and Jacobian blocks of all patients come
     from one jitted, vmapped call; the full Jacobian is assembled from the per-patient blocks.
     """
     import lmfit
 
-    pars, residual, jacobian, n_obs = build_trial_problem(
-        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options
+    pars, residual, jacobian, n_obs, local = build_trial_problem(
+        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside
     )
-    mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
-    out = mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+    out = _least_squares(residual, jacobian, pars, max_nfev)
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
+    unknown = [n for n in profile if n not in vals]
+    if unknown:
+        raise ValueError(f"fit_trial: cannot profile {unknown}: not estimated (estimated: {', '.join(vals)})")
     se = {n: (float(out.params[n].stderr) if out.params[n].stderr is not None else math.nan) for n in vals}
     success = bool(out.success) and all(np.isfinite(v) for v in se.values())
     return TrialFit(
@@ -296,7 +308,60 @@ def fit_trial(
         aic=float(out.chisqr + 2 * len(vals)), bic=float(out.chisqr + len(vals) * math.log(n_obs)),
         success=success, message=out.message if success else f"not converged or singular: {out.message}",
         n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
+        patient_params=local(out.params),
+        profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev) for n in profile},
     )
+
+
+def _least_squares(residual, jacobian, pars, max_nfev):
+    import lmfit
+
+    mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
+    return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+
+
+def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, max_nfev: int = 200, max_iter: int = 10):
+    """Profile-likelihood interval of one parameter of a least-squares M3 problem.
+
+    The parameter is fixed at trial values and the others refitted (warm-started); the signed root
+    s = sign(theta - theta_hat) sqrt(chi2(theta) - chi2_min) is driven to +/- z (z = 1.96 for 95%) by the
+    secant method, starting from the Wald limits. A limit that reaches the parameter's bound before
+    s reaches z is reported as that bound (the interval is open there).
+    """
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + level / 2)
+    p_hat = best.params[name]
+    theta_hat, chi_min = p_hat.value, best.chisqr
+    se = p_hat.stderr if p_hat.stderr and np.isfinite(p_hat.stderr) else 0.1 * max(abs(theta_hat), 1e-3)
+    lo_b, hi_b = p_hat.min, p_hat.max
+
+    def signed_root(theta, start):
+        pars = start.copy()
+        pars[name].set(value=theta, vary=False)
+        out = _least_squares(residual, jacobian, pars, max_nfev)
+        return math.copysign(math.sqrt(max(out.chisqr - chi_min, 0.0)), theta - theta_hat), out.params
+
+    limits = []
+    for sign in (-1.0, 1.0):
+        bound = lo_b if sign < 0 else hi_b
+        prev_t, prev_s, start = theta_hat, 0.0, best.params
+        t = float(np.clip(theta_hat + sign * z * se, lo_b, hi_b))
+        limit = bound
+        for _ in range(max_iter):
+            s, start = signed_root(t, start)
+            if abs(s - sign * z) < 0.01:
+                limit = t
+                break
+            if (t == bound) and sign * s < z:
+                break  # the likelihood never drops by z^2 before the bound: open interval
+            step = (sign * z - s) * (t - prev_t) / (s - prev_s) if s != prev_s else sign * se
+            prev_t, prev_s = t, s
+            t = float(np.clip(t + step, lo_b, hi_b))
+        else:
+            limit = t
+        limits.append(limit)
+    return tuple(limits)
 
 
 def build_trial_problem(
@@ -304,14 +369,17 @@ def build_trial_problem(
     dataset,
     regimens_by_arm: Mapping[str, Sequence[Regimen]],
     individual: Sequence[str],
-    shared: Sequence[str] = (),
+    shared: Sequence[str] | Mapping[str, Sequence[str]] = (),
     per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
     params: Mapping[str, float] | None = None,
     sigma: float = 0.2,
     weight_kg: float = 70.0,
     options: SolverOptions = SolverOptions(atol=1e-7),
+    outside: Mapping[str, float] | None = None,
 ):
-    """(lmfit Parameters, residual(pars), jacobian(pars), n_obs) of a whole-trial M3 problem (see :func:`fit_trial`).
+    """(Parameters, residual(pars), jacobian(pars), n_obs, local(pars)) of a whole-trial M3 problem (see :func:`fit_trial`).
+
+    local(pars) gives every parameter of every patient (patient id -> name -> value).
 
     jacobian returns the derivatives for the varying parameters only, in lmfit's ``var_names`` order.
     """
@@ -326,7 +394,12 @@ def build_trial_problem(
         unknown_arms = [a for a in in_arms if a not in arms]
         if unknown_arms:
             raise ValueError(f"fit_trial: per_arm {k!r} names arm(s) {unknown_arms} not in the data (arms: {list(arms)})")
-    individual, shared, per_arm = tuple(individual), tuple(shared), tuple(estimated_in)
+    shared_in = {k: tuple(v) for k, v in shared.items()} if isinstance(shared, Mapping) else {k: arms for k in shared}
+    for k, in_arms in shared_in.items():
+        unknown_arms = [a for a in in_arms if a not in arms]
+        if unknown_arms:
+            raise ValueError(f"fit_trial: shared {k!r} names arm(s) {unknown_arms} not in the data (arms: {list(arms)})")
+    individual, shared, per_arm = tuple(individual), tuple(shared_in), tuple(estimated_in)
     free = individual + shared + per_arm
     dup = {k for k in free if free.count(k) > 1}
     if dup:
@@ -351,6 +424,10 @@ def build_trial_problem(
     local_shared = shared + per_arm
     res_f, jac_f = _trial_fns(model, individual, local_shared, options)
 
+    from .drugs import EFFECTS
+
+    outside = dict(outside or {})
+    out_value = lambda k: float(outside.get(k, 0.0 if k in EFFECTS else values[k]))  # noqa: E731
     pars = lmfit.Parameters()
     bound = lambda k: (model.params[k].lower, model.params[k].upper)  # noqa: E731
     for p in pats:
@@ -358,15 +435,17 @@ def build_trial_problem(
             pars.add(f"{k}__{p.id}", value=values[k], min=bound(k)[0], max=bound(k)[1])
     for k in shared:
         pars.add(k, value=values[k], min=bound(k)[0], max=bound(k)[1])
+        if set(shared_in[k]) != set(arms):
+            pars.add(f"{k}__fixed", value=out_value(k), vary=False)
     for k in per_arm:
         for a in arms:
-            pars.add(f"{k}__{a}", value=values[k], min=bound(k)[0], max=bound(k)[1], vary=a in estimated_in[k])
+            on = a in estimated_in[k]
+            pars.add(f"{k}__{a}", value=values[k] if on else out_value(k), min=bound(k)[0], max=bound(k)[1], vary=on)
     names = list(pars)
     index = {n: i for i, n in enumerate(names)}
-    varying = [index[n] for n in names if pars[n].vary]
     # column of each patient's local parameter in the global vector
     cols = np.array(
-        [[index[f"{k}__{p.id}"] for k in individual] + [index[k] for k in shared] + [index[f"{k}__{p.arm}"] for k in per_arm] for p in pats],
+        [[index[f"{k}__{p.id}"] for k in individual] + [index[k] if p.arm in shared_in[k] else index[f"{k}__fixed"] for k in shared] + [index[f"{k}__{p.arm}"] for k in per_arm] for p in pats],
         dtype=int,
     ).reshape(n_pat, len(individual) + len(local_shared))
     data = (jnp.asarray(t), jnp.asarray(y), jnp.asarray(cens), jnp.asarray(lloq), jnp.asarray(mask), jnp.float64(sigma))
@@ -384,6 +463,16 @@ def build_trial_problem(
         full = np.zeros((n_pat, t.shape[1], len(names)))
         for i in range(n_pat):
             np.add.at(full[i], (slice(None), cols[i]), blocks[i])
+        varying = [index[n] for n in names if pv[n].vary]  # read per call: profiling fixes parameters
         return full.reshape(-1, len(names))[flat_mask][:, varying]
 
-    return pars, residual, jacobian, int(mask.sum())
+    def local(pv):
+        """Every parameter of every patient at the values ``pv``."""
+        theta = np.asarray(theta_of(pv))
+        local_names = individual + shared + per_arm
+        return {
+            p.id: {**{k: float(v[i]) for k, v in fixed.items()}, **dict(zip(local_names, map(float, theta[i])))}
+            for i, p in enumerate(pats)
+        }
+
+    return pars, residual, jacobian, int(mask.sum()), local

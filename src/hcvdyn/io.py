@@ -40,6 +40,8 @@ __all__ = [
     "load_trial",
     "file_sha256",
     "write_results",
+    "FitSpec",
+    "load_fit_spec",
 ]
 
 
@@ -266,3 +268,69 @@ def _json_default(obj):
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """A whole-trial fit specification (``fits/NAME.toml``); see docs/fitting.md."""
+
+    name: str
+    path: str
+    data_path: str
+    model: HCVModel
+    params: Mapping[str, float]
+    individual: tuple[str, ...]
+    shared: Mapping[str, tuple[str, ...]]
+    per_arm: Mapping[str, tuple[str, ...]]
+    outside: Mapping[str, float]
+    regimens_by_arm: Mapping[str, tuple[Regimen, ...]]
+    sigma: float
+    atol: float
+    max_nfev: int
+    weight_kg: float
+
+
+def load_fit_spec(path: str | os.PathLike) -> FitSpec:
+    """Read and validate a fit specification; errors name the file and the key."""
+    path = Path(path)
+    doc = load_toml(path)
+    where = str(path)
+    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "options"}, where)
+    data_path = path.parent / _require(doc, "data", str, where)
+    if not data_path.is_file():
+        raise ValueError(f"{where}: data file {str(data_path)!r} not found")
+    try:
+        model = get_model(_require(doc, "model", str, where))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    params = dict(doc.get("parameters", {}))
+    check_values(model.params, params, where=f"{where}: [parameters]")
+    free = _require(doc, "free", dict, where)
+    _check_keys(free, {"individual", "shared", "per_arm"}, f"{where}: [free]")
+    individual = tuple(free.get("individual", []))
+    shared = {k: tuple(v) for k, v in free.get("shared", {}).items()}
+    per_arm = {k: tuple(v) for k, v in free.get("per_arm", {}).items()}
+    for k in (*individual, *shared, *per_arm):
+        if k not in model.params:
+            check_values(model.params, {k: 0.0}, where=f"{where}: [free]")
+    outside = dict(doc.get("outside", {}))
+    check_values(model.params, outside, where=f"{where}: [outside]")
+    regimens: dict[str, tuple[Regimen, ...]] = {}
+    if "trial" in doc:
+        trial = load_trial(doc["trial"])
+        if trial.parameter_set.model != model and model.pk_drugs != trial.parameter_set.model.pk_drugs:
+            raise ValueError(f"{where}: trial {trial.name!r} doses drugs {trial.parameter_set.model.pk_drugs}, model {model.name} has {model.pk_drugs}")
+        regimens = dict(trial.arms)
+    elif model.pk_drugs:
+        raise ValueError(f"{where}: model {model.name} has PK-mode drugs {model.pk_drugs}: give a trial = \"...\" with the arms' regimens")
+    opts = dict(doc.get("options", {}))
+    _check_keys(opts, {"residual_sd", "atol", "max_nfev", "weight_kg"}, f"{where}: [options]")
+    sigma = float(opts.get("residual_sd", 0.2))
+    if not sigma > 0:
+        raise ValueError(f"{where}: [options] residual_sd = {sigma} must be > 0 (log10 IU/mL)")
+    return FitSpec(
+        name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
+        individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
+        sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
+        weight_kg=float(opts.get("weight_kg", 70.0)),
+    )
