@@ -120,6 +120,11 @@ def log10_load(model: HCVModel, params, doses, t_obs, options: SolverOptions = S
     return jnp.where(ok, ys[:, 3] / LN10, jnp.nan)
 
 
+@lru_cache(maxsize=32)
+def _jit_rhs(model: HCVModel):
+    return jax.jit(model.rhs)
+
+
 @lru_cache(maxsize=64)
 def _compiled(model: HCVModel, options: SolverOptions, batched: bool):
     fn = lambda params, doses, t_obs: solve_log_states(model, params, doses, t_obs, options)  # noqa: E731
@@ -284,7 +289,7 @@ def simulate_scipy(
     pk_data = model.pk_setup(jparams, {k: (jnp.asarray(a), jnp.asarray(b)) for k, (a, b) in doses.items()})
     _, _, s = model.steady_state(jparams)
     args = (jparams, pk_data, s)
-    rhs = jax.jit(model.rhs)
+    rhs = _jit_rhs(model)
     fun = lambda tt, y: np.asarray(rhs(tt, y, args))  # noqa: E731
     breaks = {0.0, float(t[-1])}
     for d in model.pk_drugs:
