@@ -280,19 +280,19 @@ def fit_trial(
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
 
-    individual: parameters estimated per patient (e.g. log10_V0, delta); shared: one value for all
-    patients (e.g. a drug's EC50), or a mapping name -> arms in which that one value applies (fixed in the
-    other arms, e.g. ribavirin's rho where ribavirin is not given); per_arm: one value per arm (e.g. eps), or a mapping name -> arms in
-    which it is estimated (it stays fixed in the other arms, e.g. celgosivir's phi = 0 under placebo).
+    individual: parameters estimated per patient (e.g. log10_V0, delta).
+    shared: one value for all patients (e.g. a drug's EC50), or a mapping name -> arms in which that one
+        value applies (fixed in the other arms, e.g. ribavirin's rho where ribavirin is not given).
+    per_arm: one value per arm (e.g. eps), or a mapping name -> arms in which it is estimated (fixed in
+        the other arms, e.g. celgosivir's phi = 0 under placebo).
     outside: value of such a parameter in the arms where it is not estimated; default 0 for the
     constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
     profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
     profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`.
-    Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and Jacobian blocks of all patients come
-    from one jitted, vmapped call; the full Jacobian is assembled from the per-patient blocks.
+    Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and
+    Jacobian blocks of all patients come from one jitted, vmapped call; the full Jacobian is assembled
+    from the per-patient blocks.
     """
-    import lmfit
-
     pars, residual, jacobian, n_obs, local = build_trial_problem(
         model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside
     )

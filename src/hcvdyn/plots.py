@@ -48,8 +48,8 @@ def arm_colors(arms) -> dict[str, str]:
     return {a: OKABE_ITO[i % len(OKABE_ITO)] for i, a in enumerate(arms)}
 
 
-def plot_arms(sim) -> "matplotlib.figure.Figure":  # noqa: F821
-    """Typical-patient viral load per arm (a) and, for the arm with most drugs, the effects over 2 weeks (b).
+def plot_arms(sim):
+    """Figure: typical-patient viral load per arm (a) and, for the arm with most drugs, the effects over 2 weeks (b).
 
     ``sim`` is a :class:`hcvdyn.trial.ArmSimulation`.
     """

@@ -262,6 +262,7 @@ def simulate_batch(
     """
     full, doses, t = prepare_batch(model, params, regimens_per_patient, t_obs, weights_kg)
     ys, ok, steps = batch_solver(model, options)(full, doses, t)
+    ys = np.where(np.asarray(ok)[:, None, None], np.asarray(ys), np.nan)
     return Trajectory.from_log_states(t, ys, ok, steps)
 
 
