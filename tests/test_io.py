@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,43 @@ def test_results_folder_is_all_or_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["res"]  # no temporary folder left behind
     write_results(out, {"a.txt": "third"}, force=True)
     assert sorted(os.listdir(out)) == ["a.txt"]
+
+
+FIT_SPEC = """data = "d.csv"
+model = "agi_constant"
+[free]
+individual = ["log10_V0", "delta"]
+[free.shared]
+eps = ["a"]
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        ("[bounds]\ndelta = [0.5, 0.1]", r"\[bounds\] delta: \[0.5, 0.1\] must satisfy"),
+        ("[bounds]\nc = [1.0, 10.0]", r"\[bounds\] c: 'c' is not a free parameter"),
+        ("[bounds]\ndelta = 0.1", r"\[bounds\] delta: write \[lower, upper\]"),
+        ("[bounds]\ndelta = [0.5, 1.0]", r"\[bounds\] delta: start 0.14 outside \[0.5, 1.0\]"),
+        ("[options]\nresidual_sd = -1.0", "residual_sd = -1.0 must be > 0"),
+        ("[parameters]\neps = 2.0", r"\[parameters\]: parameter 'eps' = 2.0 outside"),
+        ("[free.per_arm]\nphi = ['a']\n[options]\nsigma = 0.2", r"\[options\]: unknown key\(s\) \['sigma'\]"),
+    ],
+)
+def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
+    from hcvdyn.io import load_fit_spec
+
+    (tmp_path / "d.csv").write_text("id,time_days,log10_vl\nx,0,6\n")
+    path = write(tmp_path, FIT_SPEC.format(extra=extra), name="spec.toml")
+    with pytest.raises(ValueError, match=match) as err:
+        load_fit_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_bundled_fit_spec_loads():
+    from hcvdyn.io import load_fit_spec
+
+    spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/phase2_synthetic.toml")
+    assert spec.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
+    assert spec.bounds == {"delta": (1e-3, 2.0)} and spec.sigma == 0.2

@@ -132,7 +132,7 @@ def cmd_fit(args) -> int:
     fit = fit_trial(
         spec.model, data, spec.regimens_by_arm or {a: () for a in data.arms}, individual=spec.individual,
         shared=spec.shared, per_arm=spec.per_arm, params=spec.params, sigma=spec.sigma, weight_kg=spec.weight_kg,
-        options=options, max_nfev=spec.max_nfev, outside=spec.outside,
+        options=options, max_nfev=spec.max_nfev, outside=spec.outside, bounds=spec.bounds,
         profile=tuple(n for n in (args.profile or "").split(",") if n),
     )
     rows = []
@@ -163,7 +163,8 @@ def cmd_fit(args) -> int:
         "model": spec.model.name,
         "free": {"individual": list(spec.individual), "shared": {k: list(v) for k, v in spec.shared.items()},
                  "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
-        "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)"},
+        "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)",
+                    "bounds": {k: list(v) for k, v in spec.bounds.items()}},
         "converged": fit.success,
         "message": fit.message,
         "objective_minus2loglik_plus_const": fit.objective,
@@ -182,7 +183,8 @@ def cmd_fit(args) -> int:
     shared_rows = [r for r in rows if r[2] != "individual"]
     for r in shared_rows:
         prof = f"; profile [{float(r[8]):.4f}, {float(r[9]):.4f}]" if r[8] else ""
-        print(f"  {r[0]:14s} {float(r[4]):.4f}  Wald 95% [{float(r[6]):.4f}, {float(r[7]):.4f}]{prof} ({r[10]})")
+        unit = "" if r[10] == "1" else f" {r[10]}"
+        print(f"  {r[0]:14s} {float(r[4]):.4f}{unit}  Wald 95% [{float(r[6]):.4f}, {float(r[7]):.4f}]{prof}")
     if not fit.success:
         print(f"hcvdyn: warning: the fit did not converge: {fit.message}", file=sys.stderr)
         return 1

@@ -274,6 +274,7 @@ def fit_trial(
     weight_kg: float = 70.0,
     options: SolverOptions = SolverOptions(atol=1e-7),
     outside: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
     max_nfev: int = 200,
     profile: Sequence[str] = (),
     level: float = 0.95,
@@ -285,6 +286,7 @@ def fit_trial(
         value applies (fixed in the other arms, e.g. ribavirin's rho where ribavirin is not given).
     per_arm: one value per arm (e.g. eps), or a mapping name -> arms in which it is estimated (fixed in
         the other arms, e.g. celgosivir's phi = 0 under placebo).
+    bounds: per-parameter (lower, upper) narrowing the declared admissible range.
     outside: value of such a parameter in the arms where it is not estimated; default 0 for the
     constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
     profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
@@ -294,7 +296,7 @@ def fit_trial(
     from the per-patient blocks.
     """
     pars, residual, jacobian, n_obs, local = build_trial_problem(
-        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside
+        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside, bounds
     )
     out = _least_squares(residual, jacobian, pars, max_nfev)
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
@@ -376,6 +378,7 @@ def build_trial_problem(
     weight_kg: float = 70.0,
     options: SolverOptions = SolverOptions(atol=1e-7),
     outside: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ):
     """(Parameters, residual(pars), jacobian(pars), n_obs, local(pars)) of a whole-trial M3 problem (see :func:`fit_trial`).
 
@@ -429,7 +432,14 @@ def build_trial_problem(
     outside = dict(outside or {})
     out_value = lambda k: float(outside.get(k, 0.0 if k in EFFECTS else values[k]))  # noqa: E731
     pars = lmfit.Parameters()
-    bound = lambda k: (model.params[k].lower, model.params[k].upper)  # noqa: E731
+    narrowed = dict(bounds or {})
+    for k, (lo, hi) in narrowed.items():
+        p = model.params[k] if k in model.params else None
+        if k not in free or p is None:
+            raise ValueError(f"fit_trial: bounds given for {k!r}, which is not estimated")
+        if not (p.lower <= lo < hi <= p.upper) or not (lo <= values[k] <= hi):
+            raise ValueError(f"fit_trial: bounds [{lo}, {hi}] of {k!r} must lie in [{p.lower}, {p.upper}] and contain the start {values[k]}")
+    bound = lambda k: narrowed.get(k, (model.params[k].lower, model.params[k].upper))  # noqa: E731
     for p in pats:
         for k in individual:
             pars.add(f"{k}__{p.id}", value=values[k], min=bound(k)[0], max=bound(k)[1])

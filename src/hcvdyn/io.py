@@ -288,6 +288,7 @@ class FitSpec:
     atol: float
     max_nfev: int
     weight_kg: float
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def load_fit_spec(path: str | os.PathLike) -> FitSpec:
@@ -295,7 +296,7 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     path = Path(path)
     doc = load_toml(path)
     where = str(path)
-    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "options"}, where)
+    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options"}, where)
     data_path = path.parent / _require(doc, "data", str, where)
     if not data_path.is_file():
         raise ValueError(f"{where}: data file {str(data_path)!r} not found")
@@ -315,6 +316,21 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
             check_values(model.params, {k: 0.0}, where=f"{where}: [free]")
     outside = dict(doc.get("outside", {}))
     check_values(model.params, outside, where=f"{where}: [outside]")
+    bounds = {}
+    for k, b in doc.get("bounds", {}).items():
+        bwhere = f"{where}: [bounds] {k}"
+        if k not in (*individual, *shared, *per_arm):
+            raise ValueError(f"{bwhere}: {k!r} is not a free parameter")
+        if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b)):
+            raise ValueError(f"{bwhere}: write [lower, upper], got {b!r}")
+        p = model.params[k]
+        lo, hi = float(b[0]), float(b[1])
+        if not (p.lower <= lo < hi <= p.upper):
+            raise ValueError(f"{bwhere}: [{lo}, {hi}] must satisfy {p.lower} <= lower < upper <= {p.upper} ({p.unit})")
+        start = params.get(k, p.default)
+        if not lo <= start <= hi:
+            raise ValueError(f"{bwhere}: start {start} outside [{lo}, {hi}]")
+        bounds[k] = (lo, hi)
     regimens: dict[str, tuple[Regimen, ...]] = {}
     if "trial" in doc:
         trial = load_trial(doc["trial"])
@@ -332,5 +348,5 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
         individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
         sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
-        weight_kg=float(opts.get("weight_kg", 70.0)),
+        weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds,
     )
