@@ -255,3 +255,27 @@ def test_bundled_trial_fit_with_profile_intervals():
         lo, hi = fit.profile[name]
         assert lo < fit.values[name] < hi
         assert abs(fit.values[name] - arms[arm][name]) < 0.12
+
+
+@pytest.mark.slow
+def test_pkpd_patient_fit_with_regimens():
+    """A PK-mode model: interferon potency, delta and V0 recovered from a patient on the triple regimen."""
+    from hcvdyn import Regimen
+
+    model = hcvdyn.get_model("pkpd3")
+    regs = [
+        Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7.0, stop_day=84),
+        Regimen("ribavirin", 500.0, "mg", 0.5, stop_day=84),
+        Regimen("celgosivir", 400.0, "mg", 1.0, stop_day=84),
+    ]
+    days = np.array([0, 0.5, 1, 2, 3, 5, 7, 10, 14, 21, 28, 42, 56, 70, 84.0])
+    truth = {"log10_V0": 6.4, "delta": 0.3, "ifn_ec50": 0.08}
+    f = hcvdyn.simulate(model, truth, regs, days).log10_vl
+    y = f + 0.1 * np.random.default_rng(11).standard_normal(days.size)
+    cens = y < LLOQ
+    p = PatientData("pk1", "triple", days, np.where(cens, LLOQ, y), cens, np.full(days.size, LLOQ))
+    fit = fit_patient(model, p, tuple(truth), {"log10_V0": 6.0, "delta": 0.15, "ifn_ec50": 0.2}, regs, sigma=0.1)
+    assert fit.success, fit.message
+    for k, v in truth.items():
+        lo, hi = fit.interval(k)
+        assert lo <= v <= hi, (k, fit.params[k], lo, hi)
