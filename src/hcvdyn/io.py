@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -201,8 +202,6 @@ def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
         descriptions[name] = arm.get("description", "")
     if not arms:
         raise ValueError(f"{where}: no arms")
-    import math
-
     return TrialSpec(
         name=doc.get("name", path.stem), parameter_set=pset, arms=arms, arm_descriptions=descriptions,
         sample_days=samples, duration_days=duration, weight_kg=float(doc.get("weight_kg", 70.0)),
