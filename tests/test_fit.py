@@ -46,7 +46,8 @@ def test_jacobian_matches_central_differences_with_censored_samples():
     opts = SolverOptions(atol=1e-12)
     res, jac = residual_fn(MODEL, FREE, opts)
     fixed = {k: jnp.float64(v) for k, v in MODEL.defaults().items() if k not in FREE}
-    data = (jnp.asarray(p.t_days), jnp.asarray(p.log10_vl), jnp.asarray(p.censored), jnp.asarray(p.lloq_log10), 0.2)
+    data = (jnp.asarray(p.t_days), jnp.asarray(p.log10_vl), jnp.asarray(p.censored), jnp.asarray(p.lloq_log10),
+            jnp.ones(p.n_obs, bool), 0.2)
     theta = np.array([6.0, 0.95, 0.25])
     j = np.asarray(jac(jnp.asarray(theta), fixed, {}, *data))
     for k in range(3):
@@ -92,6 +93,25 @@ def test_parameter_recovery_100_patients():
     for k in FREE:
         print(f"{k}: coverage {np.mean(cover[k]):.2f}, median relative error {np.median(rel_err[k]):.4f}")
         assert np.mean(cover[k]) >= 0.90, k
+
+
+def test_padding_does_not_change_a_fit():
+    """Series of 12 and 9 samples share one compiled shape (padded to 16); padding changes nothing."""
+    p = synthetic(21)
+    short = PatientData("short", "", p.t_days[:9], p.log10_vl[:9], p.censored[:9], p.lloq_log10[:9])
+    start = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
+    a = fit_patient(MODEL, short, FREE, start)
+    assert a.residuals.shape == (9,) and a.n_obs == 9
+    from hcvdyn import fit as fit_module
+
+    old = fit_module.PAD_TO
+    try:
+        fit_module.PAD_TO = 1  # no padding: its own shape
+        b = fit_patient(MODEL, short, FREE, start)
+    finally:
+        fit_module.PAD_TO = old
+    for k in FREE:
+        assert a.params[k] == pytest.approx(b.params[k], rel=1e-8)
 
 
 def test_multistart_reports_the_spread_of_optima():

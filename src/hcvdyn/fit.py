@@ -51,12 +51,15 @@ def m3_residuals(pred, y, censored, lloq, sigma):
 def residual_fn(model: HCVModel, free: tuple[str, ...], options: SolverOptions):
     """Jitted (residuals, jacobian) of theta (free values in ``free`` order) for one patient's arrays."""
 
-    def res(theta, fixed, doses, t, y, censored, lloq, sigma):
+    def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
         params = {**fixed, **dict(zip(free, theta))}
         pred = log10_load(model, params, doses, t, options)
-        return m3_residuals(pred, y, censored, lloq, sigma)
+        return jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
 
     return jax.jit(res), jax.jit(jax.jacfwd(res))
+
+
+PAD_TO = 8  # series are padded to a multiple of this many samples, so few shapes are ever compiled
 
 
 @dataclass(frozen=True)
@@ -158,18 +161,17 @@ def fit_patient(
     res_f, jac_f = residual_fn(model, free, options)
     fixed = {k: jnp.float64(v) for k, v in values.items() if k not in free}
     doses = {k: (jnp.asarray(a), jnp.asarray(b)) for k, (a, b) in dose_arrays(regimens, model.pk_drugs, weight_kg).items()}
-    data = (
-        jnp.asarray(patient.t_days), jnp.asarray(patient.log10_vl), jnp.asarray(patient.censored),
-        jnp.asarray(patient.lloq_log10), jnp.float64(sigma),
-    )
+    n = patient.n_obs
+    t, y, cens, lloq, mask = (a[0] for a in _pad_patients([patient], multiple=PAD_TO))
+    data = (jnp.asarray(t), jnp.asarray(y), jnp.asarray(cens), jnp.asarray(lloq), jnp.asarray(mask), jnp.float64(sigma))
     def theta_of(pars):
         return jnp.array([pars[k].value for k in free])
 
     def residual(pars):
-        return np.asarray(res_f(theta_of(pars), fixed, doses, *data))
+        return np.asarray(res_f(theta_of(pars), fixed, doses, *data))[:n]
 
     def jacobian(pars):
-        return np.array(jac_f(theta_of(pars), fixed, doses, *data))  # writable copy for lmfit
+        return np.array(jac_f(theta_of(pars), fixed, doses, *data)[:n])  # writable copy for lmfit
 
     starts = _starts(model, free, values, max(1, n_starts), seed)
     best, objectives = None, []
@@ -193,7 +195,6 @@ def fit_patient(
 
     fitted = {**values, **{k: float(best.params[k].value) for k in free}}
     stderr = {k: (float(best.params[k].stderr) if best.params[k].stderr is not None else math.nan) for k in free}
-    n = patient.n_obs
     corr = np.full((len(free), len(free)), np.nan)
     if best.covar is not None:
         d = np.sqrt(np.diag(best.covar))
@@ -252,8 +253,10 @@ def _trial_fns(model: HCVModel, individual: tuple[str, ...], shared: tuple[str, 
     return jax.jit(jax.vmap(res, in_axes=axes)), jax.jit(jax.vmap(jax.jacfwd(res), in_axes=axes))
 
 
-def _pad_patients(dataset):
+def _pad_patients(dataset, multiple: int = 1):
+    """(t, y, censored, lloq, mask) arrays, shape (n_patients, n): padded samples are masked out."""
     n = max(p.n_obs for p in dataset)
+    n = -(-n // multiple) * multiple
     t, y, c, lq, mask = (np.zeros((len(dataset), n)) for _ in range(5))
     for i, p in enumerate(dataset):
         k = p.n_obs
