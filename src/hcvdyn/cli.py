@@ -147,7 +147,7 @@ def cmd_fit(args) -> int:
         ["name", "parameter", "kind", "patient_or_arm", "value", "stderr", "wald95_low", "wald95_high", "profile95_low", "profile95_high", "unit"],
         rows,
     )
-    grid = np.union1d(np.linspace(0.0, max(p.t_days[-1] for p in data), 337), [])
+    grid = np.linspace(0.0, max(p.t_days[-1] for p in data), 337)
     pats = list(data)
     curves = simulate_batch(
         spec.model, {k: np.array([fit.patient_params[p.id][k] for p in pats]) for k in spec.model.params.names},

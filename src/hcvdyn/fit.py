@@ -33,7 +33,7 @@ from .models import HCVModel
 from .parameters import check_values
 from .solve import SolverOptions, log10_load
 
-__all__ = ["m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
+__all__ = ["wald_interval", "m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
 
 _TINY = 1e-300
 
@@ -86,11 +86,29 @@ class PatientFit:
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error."""
-        from scipy.stats import norm
+        return wald_interval(self.params[name], self.stderr[name], level)
 
-        q = norm.ppf(0.5 + level / 2)
-        v, se = self.params[name], self.stderr[name]
-        return v - q * se, v + q * se
+
+def _check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
+    """Validated narrowed bounds: only for free parameters, inside the declared range, containing the start."""
+    bounds = dict(bounds or {})
+    for k, (lo, hi) in bounds.items():
+        if k not in free:
+            raise ValueError(f"{where}: bounds given for {k!r}, which is not free")
+        p = model.params[k]
+        if not (p.lower <= lo < hi <= p.upper):
+            raise ValueError(f"{where}: bounds [{lo}, {hi}] of {k!r} must satisfy {p.lower} <= lower < upper <= {p.upper}")
+        if not (lo <= starts[k] <= hi):
+            raise ValueError(f"{where}: start {starts[k]} of {k!r} outside its bounds [{lo}, {hi}]")
+    return bounds
+
+
+def wald_interval(value: float, se: float, level: float = 0.95) -> tuple[float, float]:
+    """value -/+ z * se with z the normal quantile for ``level``."""
+    from scipy.stats import norm
+
+    q = norm.ppf(0.5 + level / 2)
+    return value - q * se, value + q * se
 
 
 def _starts(model: HCVModel, free: Sequence[str], first: Mapping[str, float], n: int, seed: int) -> np.ndarray:
@@ -145,15 +163,7 @@ def fit_patient(
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"{where}: sigma = {sigma} must be a positive number (log10 IU/mL)")
     values = model.defaults(**(params or {}))
-    bounds = dict(bounds or {})
-    for k, (lo, hi) in bounds.items():
-        if k not in free:
-            raise ValueError(f"{where}: bounds given for {k!r}, which is not free")
-        p = model.params[k]
-        if not (p.lower <= lo < hi <= p.upper):
-            raise ValueError(f"{where}: bounds [{lo}, {hi}] of {k!r} must satisfy {p.lower} <= lower < upper <= {p.upper}")
-        if not (lo <= values[k] <= hi):
-            raise ValueError(f"{where}: start {values[k]} of {k!r} outside its bounds [{lo}, {hi}]")
+    bounds = _check_bounds(model, free, bounds, values, where)
     model.check_steady_state(values, where=where)
     if patient.n_obs < len(free) or patient.t_days[-1] <= 0:
         raise ValueError(f"{where}: {patient.n_obs} samples (last at day {patient.t_days[-1]:g}) cannot inform {len(free)} free parameters")
@@ -233,10 +243,8 @@ class TrialFit:
     profile: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
-        from scipy.stats import norm
-
-        q = norm.ppf(0.5 + level / 2)
-        return self.values[name] - q * self.stderr[name], self.values[name] + q * self.stderr[name]
+        """Wald interval from the standard error."""
+        return wald_interval(self.values[name], self.stderr[name], level)
 
 
 @lru_cache(maxsize=16)
@@ -435,13 +443,7 @@ def build_trial_problem(
     outside = dict(outside or {})
     out_value = lambda k: float(outside.get(k, 0.0 if k in EFFECTS else values[k]))  # noqa: E731
     pars = lmfit.Parameters()
-    narrowed = dict(bounds or {})
-    for k, (lo, hi) in narrowed.items():
-        p = model.params[k] if k in model.params else None
-        if k not in free or p is None:
-            raise ValueError(f"fit_trial: bounds given for {k!r}, which is not estimated")
-        if not (p.lower <= lo < hi <= p.upper) or not (lo <= values[k] <= hi):
-            raise ValueError(f"fit_trial: bounds [{lo}, {hi}] of {k!r} must lie in [{p.lower}, {p.upper}] and contain the start {values[k]}")
+    narrowed = _check_bounds(model, free, bounds, values, "fit_trial")
     bound = lambda k: narrowed.get(k, (model.params[k].lower, model.params[k].upper))  # noqa: E731
     for p in pats:
         for k in individual:

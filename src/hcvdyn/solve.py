@@ -321,11 +321,16 @@ def exposure(
     regimens: Sequence[Regimen],
     t_days: Sequence[float],
     weight_kg: float = 70.0,
+    pad_to: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Concentrations (``conc_<drug>``, drug's conc_unit) and effects (eps, eta, rho, phi, sigma) over time."""
+    """Concentrations (``conc_<drug>``, drug's conc_unit) and effects (eps, eta, rho, phi, sigma) over time.
+
+    pad_to: pad every drug's dose list to this length, so that calls with different regimens share one
+    compiled function (the padding changes nothing).
+    """
     full = _full_params(model, params, where=f"exposure({model.name})")
     t = np.asarray(t_days, dtype=float)
-    doses = dose_arrays(regimens, model.pk_drugs, weight_kg)
+    doses = dose_arrays(regimens, model.pk_drugs, weight_kg, length=pad_to)
     return {k: np.asarray(v) for k, v in _exposure_fn(model)(full, doses, t).items()}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .io import TrialSpec
-from .solve import SolverOptions, Trajectory, exposure, simulate_batch
+from .solve import SolverOptions, Trajectory, exposure, simulate, simulate_batch
 
 __all__ = ["ArmSimulation", "simulate_arms"]
 
@@ -52,7 +52,8 @@ def simulate_arms(spec: TrialSpec, points_per_day: int = 24, options: SolverOpti
         a: Trajectory(t, batch.log10_vl[i], batch.log10_vi[i], batch.target_cells[i], batch.infected_cells[i], True, batch.num_steps[i])
         for i, a in enumerate(names)
     }
-    exposures = {a: exposure(pset.model, params, spec.arms[a], t, spec.weight_kg) for a in names}
+    n_doses = max((r.doses(spec.weight_kg)[0].size for regs in spec.arms.values() for r in regs), default=1)
+    exposures = {a: exposure(pset.model, params, spec.arms[a], t, spec.weight_kg, pad_to=n_doses) for a in names}
     return ArmSimulation(spec, params, t, trajectories, exposures)
 
 
@@ -95,7 +96,7 @@ def generate_synthetic_trial(truth_path, out_csv=None) -> str:
     for i, (gname, arm, ind) in enumerate(patients):
         pid = f"S{i + 1:03d}"
         params = {**doc.get("fixed", {}), **doc["arms"][arm], **ind}
-        f = np.asarray(_simulate_one(model, params, days))
+        f = simulate(model, params, t_obs=days).log10_vl
         y = f + sigma * rng.standard_normal(days.size)
         last = float(rng.choice(doc["dropout_after_days"])) if i in drop else days[-1]
         for t, v in zip(days, y):
@@ -112,9 +113,3 @@ def generate_synthetic_trial(truth_path, out_csv=None) -> str:
     if out_csv is not None:
         Path(out_csv).write_text(text)
     return text
-
-
-def _simulate_one(model, params, days):
-    from .solve import simulate
-
-    return simulate(model, params, t_obs=days).log10_vl
