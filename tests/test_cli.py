@@ -116,3 +116,49 @@ def test_fit_bad_spec_one_line(tmp_path, capsys):
     assert main(["fit", str(spec), "--out", str(tmp_path / "o")]) == 2
     assert "unknown parameter 'dleta'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["models", "simulate", "fit", "trial", "scenario"])
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: hcvdyn " + command in out
+
+
+def test_trial_command_writes_results_and_refuses_overwrite(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "t"
+    assert main(["trial", "g1_nonresponder_population", "celgosivir_phase2", "--n", "40", "--seed", "1",
+                 "--n-boot", "50", "--no-progress", "--out", str(out)]) == 0
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["options"]["seed"] == 1 and meta["options"]["n_per_arm"] == 40 and meta["model"] == "pkpd3"
+    assert len(meta["inputs"]["population"]["sha256"]) == 64
+    arms = (out / "arms.csv").read_text().splitlines()
+    assert arms[0].startswith("arm,n,") and len(arms) == 4
+    assert len((out / "patients.csv").read_text().splitlines()) == 1 + 3 * 40
+    before = (out / "arms.csv").read_text()
+    assert main(["trial", "g1_nonresponder_population", "celgosivir_phase2", "--n", "40", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "arms.csv").read_text() == before
+
+
+def test_trial_command_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["trial", "no_such_population", "celgosivir_phase2", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hcvdyn: error:") and "no_such_population" in err[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_scenario_command(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["scenario", "celgosivir_scenarios", "--n", "30", "--seed", "2", "--n-boot", "50", "--no-progress", "--out", str(out)]) == 0
+    comp = (out / "comparison.csv").read_text().splitlines()
+    assert comp[0].startswith("scenario,reference,diff_mean_drop") and len(comp) == 1 + 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('population = "g1_nonresponder_population"\ntrial = "celgosivir_phase2"\nreference_arm = "triple"\n'
+                   '[[scenarios]]\nname = "x"\nremove = ["interferon_beta"]\n')
+    assert main(["scenario", str(bad), "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hcvdyn: error:") and "interferon_beta" in err[-1]

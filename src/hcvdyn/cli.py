@@ -1,4 +1,4 @@
-"""Command line: ``hcvdyn models``, ``hcvdyn simulate`` and ``hcvdyn fit``.
+"""Command line: ``hcvdyn models``, ``simulate``, ``fit``, ``trial``, ``scenario``, ``figures`` and ``report``.
 
 User errors print one line (``hcvdyn: error: ...``) and exit with status 2, without a traceback.
 """
@@ -191,6 +191,89 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _trial_tables(vt):
+    arm_rows = vt.summary_rows()
+    header = list(arm_rows[0])
+    arms_csv = _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in arm_rows])
+    pat_rows = []
+    for a, r in vt.arms.items():
+        for i in range(r.drop.size):
+            pat_rows.append([a, i + 1, r.groups[i], f"{r.drop[i]:.5f}", f"{r.true_drop[i]:.5f}", int(r.rvr[i]), int(r.evr[i]), int(r.cevr[i])])
+    patients_csv = _csv(["arm", "patient", "group", "drop_w12_observed", "drop_w12_model", "rvr", "evr", "cevr"], pat_rows)
+    return arm_rows, arms_csv, patients_csv
+
+
+def _print_arm_table(arm_rows) -> None:
+    print(f"  {'arm':12s} {'n':>6s}  {'mean drop (95% CI)':24s} {'SD':>5s}  {'RVR %':>6s} {'EVR % (95% CI)':20s} {'cEVR %':>6s}")
+    for r in arm_rows:
+        print(
+            f"  {r['arm']:12s} {r['n']:6.0f}  {r['mean_drop']:5.2f} [{r['mean_drop_lo']:5.2f}, {r['mean_drop_hi']:5.2f}]      "
+            f"{r['sd_drop']:5.2f}  {r['pct_rvr']:6.1f} {r['pct_evr']:5.1f} [{r['pct_evr_lo']:4.1f}, {r['pct_evr_hi']:4.1f}]     {r['pct_cevr']:6.1f}"
+        )
+
+
+def _trial_meta(vt, command, files, extra=None):
+    from . import __version__
+    from .io import file_sha256
+
+    return {
+        "hcvdyn_version": __version__,
+        "command": command,
+        "inputs": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in files.items()},
+        "model": (extra or {}).pop("model", None),
+        "options": {"n_per_arm": vt.n_per_arm, "seed": vt.seed, "days": vt.days, "steps_per_day": vt.steps_per_day,
+                    "definitions": vt.definitions.to_dict(), **(extra or {})},
+    }
+
+
+def cmd_trial(args) -> int:
+    from .io import load_trial, write_results
+    from .trial import load_population, run_virtual_trial
+
+    pop = load_population(args.population)
+    spec = load_trial(args.trial)
+    if pop.model.name != spec.parameter_set.model.name:
+        raise ValueError(f"population model {pop.model.name} differs from trial {spec.name}'s model {spec.parameter_set.model.name}")
+    out = _results_folder(args, f"trial_{pop.name}_{spec.name}")
+    vt = run_virtual_trial(pop, spec, args.n, args.seed, days=args.days, progress=not args.no_progress, n_boot=args.n_boot)
+    arm_rows, arms_csv, patients_csv = _trial_tables(vt)
+    meta = _trial_meta(vt, "trial", {"population": pop.path, "trial": spec.path, "parameter_set": pop.parameter_set.path},
+                       {"model": pop.model.name, "n_boot": args.n_boot})
+    meta["arms"] = arm_rows
+    write_results(out, {"arms.csv": arms_csv, "patients.csv": patients_csv, "result.json": meta}, force=args.force)
+    print(f"virtual trial {spec.name} x {pop.name}: {args.n} patients per arm, seed {args.seed}, {vt.days} days")
+    _print_arm_table(arm_rows)
+    print(f"wrote {out}/ (arms.csv, patients.csv, result.json)")
+    return 0
+
+
+def cmd_scenario(args) -> int:
+    from .io import write_results
+    from .trial import load_scenarios, run_scenarios
+
+    sc = load_scenarios(args.spec)
+    out = _results_folder(args, sc.name)
+    vt, rows = run_scenarios(sc, args.n, args.seed, progress=not args.no_progress, n_boot=args.n_boot)
+    arm_rows, arms_csv, patients_csv = _trial_tables(vt)
+    header = list(rows[0]) if rows else ["scenario"]
+    comp_csv = _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in rows])
+    meta = _trial_meta(vt, "scenario", {"scenarios": sc.path, "population": sc.population.path, "trial": sc.trial.path},
+                       {"model": sc.population.model.name, "reference_arm": sc.reference_arm, "common_patients": True,
+                        "adherence": dict(sc.adherence), "n_boot": args.n_boot})
+    meta["arms"] = arm_rows
+    meta["comparisons"] = rows
+    meta["regimens"] = {a: [r.to_dict() for r in regs] for a, regs in sc.arms.items()}
+    write_results(out, {"arms.csv": arms_csv, "comparison.csv": comp_csv, "patients.csv": patients_csv, "result.json": meta}, force=args.force)
+    print(f"scenarios {sc.name}: {vt.n_per_arm} common virtual patients per arm, seed {vt.seed}, reference arm {sc.reference_arm}")
+    _print_arm_table(arm_rows)
+    print("  difference from the reference (paired bootstrap 95% CI):")
+    for r in rows:
+        print(f"  {r['scenario']:24s} mean drop {r['diff_mean_drop']:+.2f} [{r['diff_mean_drop_lo']:+.2f}, {r['diff_mean_drop_hi']:+.2f}]"
+              f"   EVR {r['diff_pct_evr']:+.1f} [{r['diff_pct_evr_lo']:+.1f}, {r['diff_pct_evr_hi']:+.1f}] points")
+    print(f"wrote {out}/ (arms.csv, comparison.csv, patients.csv, result.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcvdyn",
@@ -220,7 +303,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/<spec name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "trial", help="run a virtual trial: a population (models/) under a trial's arms",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn trial g1_nonresponder_population celgosivir_phase2\n"
+        "  hcvdyn trial g1_nonresponder_population celgosivir_phase2 --n 500 --seed 1 --out results/t1 --force",
+    )
+    p.add_argument("population", help="population file: a path or a name in models/")
+    p.add_argument("trial", help="trial specification: a path or a name in models/")
+    _virtual_options(p, 2000)
+    p.set_defaults(func=cmd_trial)
+
+    p = sub.add_parser(
+        "scenario", help="run what-if scenarios against a reference arm on common virtual patients",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn scenario celgosivir_scenarios\n  hcvdyn scenario models/celgosivir_scenarios.toml --n 500 --force",
+    )
+    p.add_argument("spec", help="scenario file: a path or a name in models/")
+    _virtual_options(p, None)
+    p.set_defaults(func=cmd_scenario)
     return parser
+
+
+def _virtual_options(p, n_default):
+    p.add_argument("--n", type=_positive_int, default=n_default, help=f"virtual patients per arm (default {n_default or 'from the file'})")
+    p.add_argument("--seed", type=int, default=None if n_default is None else 2026, help="random seed (default 2026 or from the file)")
+    if n_default is not None:
+        p.add_argument("--days", type=_positive_int, default=None, help="simulated days (default: the trial's duration)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--out", help="results folder (default results/<name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import models as _models
 from .drugs import DRUGS
-from .models import KINETIC_PARAMS, MODELS, PROLIFERATION_PARAMS, STATE_DESCRIPTIONS, STATE_UNITS, STATES, T0_PARAM
+from .models import KINETIC_PARAMS, MODELS, PROLIFERATION_PARAMS, PSI_PARAM, STATE_DESCRIPTIONS, STATE_UNITS, STATES, T0_PARAM
 
 __all__ = ["model_reference", "param_table_md"]
 
@@ -83,6 +83,14 @@ def model_reference() -> str:
         "## Onset delay (models with a constant-efficacy drug)",
         "",
         param_table_md([T0_PARAM]),
+        "",
+        "## Drug interaction (models with an interaction pair, equation 5)",
+        "",
+        "psi = 0 is Bliss independence exactly. Each drug's EC50 is divided by exp(psi x the other drug's occupancy): "
+        "the GPDI model of Wicha et al. 2017 with one symmetric parameter. The exponential (rather than GPDI's "
+        "linear 1 + INT h) keeps the potency positive for every psi, so a profile likelihood can range freely.",
+        "",
+        param_table_md([PSI_PARAM]),
     ]
     for drug in DRUGS.values():
         out += [

@@ -13,6 +13,16 @@ phi (non-infectious fraction) and sigma (secretion block) of the alpha-glucosida
 hcvdyn's own formulation (no published in-vivo model; docs/models.md). Effects combine by Bliss
 independence: survivals multiply.
 
+Interaction (models with ``interaction = (drug A, drug B)``; parameter psi, 0 = Bliss independence).
+Each drug's potency is shifted by the other's occupancy, the general pharmacodynamic interaction (GPDI)
+model of Wicha et al. 2017 (Nat Commun 8:2129) with one symmetric parameter and an exponential shift:
+
+    EC50_A' = EC50_A exp(-psi h_B),   EC50_B' = EC50_B exp(-psi h_A)                          (5)
+
+h = C^n / (C^n + EC50^n) is the drug's own (unshifted) occupancy. On the odds scale, h' = h e / (1 - h + h e)
+with e = exp(n psi h_other); constant-mode effects use the same form with n = 1 and h = the effect.
+psi > 0 is synergy (each drug more potent in the other's presence), psi < 0 antagonism.
+
 States are integrated on the natural-log scale (ln T, ln I, ln V_I, ln V), so a 6-log10 decline
 keeps full relative accuracy. Units: cells/mL, IU/mL, days.
 
@@ -34,7 +44,7 @@ from . import pk
 from .drugs import EFFECTS, Drug, get_drug
 from .parameters import Param, ParamTable, check_values
 
-__all__ = ["HCVModel", "MODELS", "get_model", "STATES", "KINETIC_PARAMS", "PROLIFERATION_PARAMS", "T0_PARAM"]
+__all__ = ["HCVModel", "MODELS", "get_model", "STATES", "KINETIC_PARAMS", "PROLIFERATION_PARAMS", "T0_PARAM", "PSI_PARAM"]
 
 STATES = ("T", "I", "V_I", "V")
 STATE_UNITS = ("cells/mL", "cells/mL", "IU/mL", "IU/mL")
@@ -66,6 +76,11 @@ PROLIFERATION_PARAMS = (
     Param("r", "1/day", 0.0, 0.0, 20.0, "0 recovers Neumann et al. 1998; Dahari et al. 2007 for r > 0", "hepatocyte proliferation rate", "r"),
     Param("Tmax", "cells/mL", 1.85e7, 1e4, 1e10, "Dahari, Ribeiro & Perelson 2007 (~2.5e11 hepatocytes in 13.5 L)", "maximal hepatocyte density", r"T_{max}", "log"),
 )
+PSI_PARAM = Param(
+    "psi", "1", 0.0, -20.0, 20.0,
+    "0 = Bliss independence (the null); GPDI potency shift, Wicha et al. 2017, Nat Commun 8:2129 (equation 5)",
+    "interaction: each drug's EC50 is multiplied by exp(-psi x the other drug's occupancy)", r"\psi",
+)
 T0_PARAM = Param(
     "t0", "day", 0.35, 0.0, 5.0, f"{SRC_NEUMANN}: pharmacological delay of 8-9 h",
     "delay before constant-efficacy drug effects start", "t_0",
@@ -81,6 +96,8 @@ class HCVModel:
     proliferation: add the logistic proliferation of Dahari et al. 2007 (parameters r, Tmax).
     constant_target_cells: hold T at T0 (dT/dt = 0), the simplification Neumann et al. 1998 fitted with;
         V(t) then has the closed biphasic form.
+    interaction: two of the model's drugs whose potencies interact through psi (equation 5); psi = 0 is
+        exactly Bliss independence.
     """
 
     name: str
@@ -89,6 +106,7 @@ class HCVModel:
     constant_target_cells: bool = False
     description: str = ""
     reference: str = ""
+    interaction: tuple[str, str] | None = None
 
     def __post_init__(self):
         canon = []
@@ -105,6 +123,13 @@ class HCVModel:
         object.__setattr__(self, "drugs", tuple(canon))
         if self.proliferation and self.constant_target_cells:
             raise ValueError(f"model {self.name!r}: proliferation needs dynamic target cells")
+        if self.interaction is not None:
+            pair = tuple(get_drug(d).name for d in self.interaction)
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(names):
+                raise ValueError(
+                    f"model {self.name!r}: interaction must name two different drugs of the model {names}, got {self.interaction!r}"
+                )
+            object.__setattr__(self, "interaction", pair)
 
     states = STATES
 
@@ -130,6 +155,8 @@ class HCVModel:
             rows.append(T0_PARAM)
         for drug, mode in self.drug_objs:
             rows += drug.constant_params if mode == "constant" else drug.pk_params
+        if self.interaction is not None:
+            rows.append(PSI_PARAM)
         return ParamTable(rows)
 
     def defaults(self, **overrides) -> dict[str, float]:
@@ -176,15 +203,37 @@ class HCVModel:
 
     def effects(self, t, params, pk_data):
         """Each effect in :data:`EFFECTS` at time t (0 for effects no drug drives)."""
-        eff = {e: 0.0 for e in EFFECTS}
-        conc = self.concentrations(t, pk_data)
+        on = t >= params["t0"] if self.constant_drugs else True
+        return self.effects_from_concentrations(self.concentrations(t, pk_data), on, params)
+
+    def occupancies(self, conc, on, params):
+        """Per drug: (occupancy h in [0, 1], Hill n) before any interaction; constant mode: h = first effect, n = 1."""
+        occ = {}
         for drug, mode in self.drug_objs:
             if mode == "constant":
-                on = jnp.where(t >= params["t0"], 1.0, 0.0)
-                for e in drug.effects:
-                    eff[e] = params[e] * on
+                occ[drug.name] = (params[drug.effects[0]] * jnp.where(on, 1.0, 0.0), 1.0)
             else:
-                h = pk.hill(conc[drug.name], params[f"{drug.prefix}_ec50"], params[f"{drug.prefix}_n"])
+                n = params[f"{drug.prefix}_n"]
+                occ[drug.name] = (pk.hill(conc[drug.name], params[f"{drug.prefix}_ec50"], n), n)
+        return occ
+
+    def effects_from_concentrations(self, conc, on, params):
+        """Effects from PK-mode concentrations and the constant-mode switch ``on`` (t >= t0), with equation (5)."""
+        occ = self.occupancies(conc, on, params)
+        shift = {name: None for name in occ}
+        if self.interaction is not None:
+            a, b = self.interaction
+            shift[a] = jnp.exp(occ[a][1] * params["psi"] * occ[b][0])
+            shift[b] = jnp.exp(occ[b][1] * params["psi"] * occ[a][0])
+        eff = {e: 0.0 for e in EFFECTS}
+        for drug, mode in self.drug_objs:
+            e_shift = shift[drug.name]
+            if mode == "constant":
+                on_f = jnp.where(on, 1.0, 0.0)
+                for e in drug.effects:
+                    eff[e] = _shifted(params[e], e_shift) * on_f
+            else:
+                h = _shifted(occ[drug.name][0], e_shift)
                 for e, pmax in drug.effect_max:
                     eff[e] = params[pmax] * h
         return eff
@@ -199,7 +248,11 @@ class HCVModel:
     def rhs(self, t, y, args):
         """d/dt of (ln T, ln I, ln V_I, ln V), equations (1)-(4) divided by each state."""
         params, pk_data, s = args
-        production, infectious, infection = self.combine_effects(self.effects(t, params, pk_data))
+        return self.log_rhs(y, params, s, self.effects(t, params, pk_data))
+
+    def log_rhs(self, y, params, s, eff):
+        """Equations (1)-(4) on ln-states given the effects; y has shape (4, ...) and broadcasts over patients."""
+        production, infectious, infection = self.combine_effects(eff)
         ln_t, ln_i, ln_vi, ln_v = y[0], y[1], y[2], y[3]
         beta_vi = infection * params["beta"] * jnp.exp(ln_vi)
         if self.proliferation:
@@ -228,6 +281,15 @@ class HCVModel:
             )
 
 
+def _shifted(h, e):
+    """Occupancy h with its odds multiplied by e (equation 5); h itself when e is None."""
+    if e is None:
+        return h
+    return h * e / (1.0 - h + h * e)
+
+
+RBV_CEL = ("ribavirin", "celgosivir")
+
 MODELS: dict[str, HCVModel] = {
     m.name: m
     for m in (
@@ -254,20 +316,22 @@ MODELS: dict[str, HCVModel] = {
         HCVModel(
             "agi_constant",
             (("peginterferon_alfa2b", "constant"), ("ribavirin", "constant"), ("celgosivir", "constant")),
-            description="three drugs with constant efficacies: eps/eta, rho, and the glucosidase inhibitor's phi/sigma",
-            reference="hcvdyn (docs/models.md)",
+            description="three drugs with constant efficacies: eps/eta, rho, and the glucosidase inhibitor's phi/sigma; "
+            "ribavirin-celgosivir interaction psi (0 = Bliss)",
+            reference="hcvdyn (docs/models.md)", interaction=RBV_CEL,
         ),
         HCVModel(
             "pkpd3",
             (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")),
-            description="three drugs, each with its own PK and Hill link to its effects",
+            description="three drugs, each with its own PK and Hill link to its effects; ribavirin-celgosivir interaction psi",
             reference="hcvdyn (docs/models.md); PK-PD link as in Talal et al. 2006 and Snoeck et al. 2010",
+            interaction=RBV_CEL,
         ),
         HCVModel(
             "pkpd3_prolif",
             (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")), proliferation=True,
             description="pkpd3 with hepatocyte proliferation",
-            reference="hcvdyn (docs/models.md); Dahari et al. 2007",
+            reference="hcvdyn (docs/models.md); Dahari et al. 2007", interaction=RBV_CEL,
         ),
     )
 }

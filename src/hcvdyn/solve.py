@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import pk
 from .dosing import Regimen, batch_dose_arrays, dose_arrays
+from .drugs import get_drug
 from .models import HCVModel
 from .parameters import check_values
 
@@ -33,6 +35,10 @@ __all__ = [
     "simulate_scipy",
     "check_times",
     "exposure",
+    "solve_population",
+    "population_solver",
+    "grid_doses",
+    "scheduled_doses",
     "LN10",
 ]
 
@@ -349,3 +355,128 @@ def _exposure_fn(model: HCVModel):
         return jax.vmap(one)(t)
 
     return jax.jit(at)
+
+
+# ---- fixed-grid population solver (virtual trials) ---------------------------------------------
+
+_TSIT5_OFFSETS = np.concatenate([[0.0], np.asarray(diffrax.Tsit5.tableau.c, dtype=float)])
+
+
+def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: int, steps_per_day: int):
+    """ln V (IU/mL, natural log) at days 0, 1, ..., n_days for a batch of patients. Pure and traceable.
+
+    The whole batch is one ODE state of shape (4, N) stepped by diffrax's Tsit5 on a fixed grid of
+    ``steps_per_day`` steps per day (all patients in lockstep: no per-patient step control, so the vector
+    width is the batch). PK is exact: each drug's compartment amounts are propagated analytically from
+    step to step and doses are added to the depot on grid points; the central amount at Tsit5's stage
+    times comes from propagation rows precomputed once per solve, so a stage costs no exponential for PK.
+    Accuracy against the adaptive solver is measured in tests and benchmarks/trial.py.
+
+    params: name -> (N,) arrays (every model parameter). dose_index: drug -> (n_days*steps_per_day,) int
+    index into the columns of dose_amounts[drug] (N, K+1), whose last column is zero (no dose that step).
+    """
+    h = 1.0 / steps_per_day
+    params = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+    n = next(iter(params.values())).shape[0]
+    _, _, s = model.steady_state(params)
+    y0 = model.initial_log_state(params)
+    offsets = jnp.asarray(_TSIT5_OFFSETS)
+    pk_drugs = [(d, d.pk_kind) for d, m in model.drug_objs if m == "pk"]
+    rates, rows, step_maps = {}, {}, {}
+    for drug, kind in pk_drugs:
+        pkp = {k.split("_", 1)[1]: params[k] for k in drug.pk_names}
+        r = pk.rate_constants(kind, pkp)
+        ns = pk.N_PK_STATES[kind]
+        eye = jnp.eye(ns)
+        vol = params[drug.volume_name]
+        # rows[i, j]: concentration at offset i*h from a unit amount in compartment j.
+        rows[drug.name] = jnp.stack(
+            [jnp.stack([pk.propagate(kind, eye[j][:, None] * jnp.ones(n), c * h, r)[1] / vol for j in range(ns)]) for c in _TSIT5_OFFSETS]
+        )
+        step_maps[drug.name] = jnp.stack([pk.propagate(kind, eye[j][:, None] * jnp.ones(n), h, r) for j in range(ns)])
+        rates[drug.name] = r
+
+    def field(t, y, args):
+        pk_state, t_start = args
+        i = jnp.argmin(jnp.abs((t - t_start) / h - offsets))
+        conc = {name: jnp.sum(rows[name][i] * pk_state[name], axis=0) for name in rows}
+        on = t >= params["t0"] if model.constant_drugs else True
+        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, on, params))
+
+    term = diffrax.ODETerm(field)
+    solver = diffrax.Tsit5()
+    pk0 = {d.name: jnp.zeros((pk.N_PK_STATES[k], n)) for d, k in pk_drugs}
+    amounts = {name: jnp.asarray(a, dtype=jnp.float64) for name, a in dose_amounts.items()}
+
+    def one_step(carry, idx):
+        y, pk_state, sstate, t = carry
+        pk_state = {name: st.at[0].add(amounts[name][:, idx[name]]) for name, st in pk_state.items()}
+        y1, _, _, sstate, _ = solver.step(term, t, t + h, y, (pk_state, t), sstate, made_jump=False)
+        pk_next = {name: jnp.einsum("jsn,jn->sn", step_maps[name], st) for name, st in pk_state.items()}
+        return (y1, pk_next, sstate, t + h), None
+
+    def one_day(carry, idx_day):
+        carry, _ = jax.lax.scan(one_step, carry, idx_day, length=steps_per_day)
+        return carry, carry[0][3]
+
+    sstate = solver.init(term, 0.0, h, y0, (pk0, 0.0))
+    idx = {name: jnp.reshape(jnp.asarray(dose_index[name]), (n_days, steps_per_day)) for name in dose_amounts}
+    _, ln_v = jax.lax.scan(one_day, (y0, pk0, sstate, jnp.float64(0.0)), idx, length=n_days)
+    return jnp.concatenate([y0[3][None], ln_v])
+
+
+@lru_cache(maxsize=32)
+def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
+    """The jitted :func:`solve_population` for one model and grid, shared by all callers (compiled per batch shape)."""
+    return jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, steps_per_day))
+
+
+def grid_doses(regimens: Sequence[Regimen], drugs: Sequence[str], n_days: int, steps_per_day: int, weights_kg, taken=None, widths=None):
+    """Dose schedule on the solver grid: drug -> (step index array, per-patient amounts (N, K+1)).
+
+    weights_kg: (N,) body weights (weight-based doses scale with them). taken: optional drug -> (N, K) bool,
+    which scheduled doses each patient took (adherence, dropout). Doses off the grid raise ValueError.
+    widths: optional drug -> number of amount columns (>= K+1), so that arms with different regimens share
+    one compiled solver.
+    """
+    weights = np.asarray(weights_kg, dtype=float)
+    n_steps = n_days * steps_per_day
+    index, amounts = {}, {}
+    for name in (get_drug(d).name for d in drugs):
+        regs = [r for r in regimens if r.drug == name]
+        t1, a1 = dose_arrays(regs, [name], 1.0)[name] if regs else (np.zeros(0), np.zeros(0))
+        _, a2 = dose_arrays(regs, [name], 2.0)[name] if regs else (np.zeros(0), np.zeros(0))
+        keep = (a1 != 0) | (a2 != 0)
+        t1, a1, a2 = t1[keep], a1[keep], a2[keep]
+        steps = np.rint(t1 * steps_per_day).astype(int)
+        off = np.flatnonzero(np.abs(steps - t1 * steps_per_day) > 1e-6)
+        if off.size:
+            raise ValueError(
+                f"{name}: dose at day {t1[off[0]]:g} is not on the solver grid of {steps_per_day} steps per day; "
+                f"choose steps_per_day so that every dose time is a multiple of 1/steps_per_day"
+            )
+        inside = steps < n_steps
+        steps, a1, a2 = steps[inside], a1[inside], a2[inside]
+        per_patient = (a1 - (a2 - a1))[None, :] + (a2 - a1)[None, :] * weights[:, None]  # affine in weight
+        if taken is not None and name in taken:
+            per_patient = per_patient * np.asarray(taken[name], dtype=float)[:, : steps.size]
+        # Several doses on one step (loading doses) are summed into one column.
+        uniq, col = np.unique(steps, return_inverse=True)
+        width = max(uniq.size + 1, (widths or {}).get(name, 0))
+        merged = np.zeros((weights.size, width))
+        np.add.at(merged, (slice(None), col), per_patient)
+        idx = np.full(n_steps, uniq.size, dtype=np.int32)
+        idx[uniq] = np.arange(uniq.size, dtype=np.int32)
+        index[name], amounts[name] = idx, merged
+    return index, amounts
+
+
+def scheduled_doses(regimens: Sequence[Regimen], drug: str, n_days: int) -> np.ndarray:
+    """Times (days) of the scheduled doses of ``drug`` before ``n_days``: the columns of a ``taken`` mask."""
+    name = get_drug(drug).name
+    regs = [r for r in regimens if r.drug == name]
+    if not regs:
+        return np.zeros(0)
+    t, a = dose_arrays(regs, [name], 1.0)[name]
+    t = t[a != 0]
+    return t[t < n_days]

@@ -1,0 +1,88 @@
+"""The interaction layer: Bliss exactly at psi = 0, the sign of psi, the Loewe index, and recovery from a trial."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hcvdyn.models import get_model
+from hcvdyn.synergy import estimate_synergy, interaction_surface, loewe_index, verdict
+
+M = get_model("agi_constant")
+FITS = Path(__file__).resolve().parents[1] / "fits"
+
+
+def _effects(psi, rho=0.4, phi=0.5):
+    p = M.defaults(rho=rho, phi=phi, eps=0.8, psi=psi)
+    return M.effects_from_concentrations({}, True, {k: np.float64(v) for k, v in p.items()})
+
+
+def test_psi_zero_is_exactly_bliss():
+    eff = _effects(0.0)
+    assert float(eff["rho"]) == 0.4 and float(eff["phi"]) == 0.5 and float(eff["eps"]) == 0.8
+    production, infectious, _ = M.combine_effects(eff)
+    assert float(infectious) == (1 - 0.4) * (1 - 0.5)
+    assert float(production) == 1 - 0.8
+
+
+def test_psi_shifts_potency_by_the_declared_odds_factor():
+    eff = _effects(2.0)
+    odds = lambda e: e / (1 - e)  # noqa: E731
+    assert odds(float(eff["rho"])) == pytest.approx(odds(0.4) * math.exp(2.0 * 0.5))
+    assert odds(float(eff["phi"])) == pytest.approx(odds(0.5) * math.exp(2.0 * 0.4))
+    assert float(_effects(-2.0)["rho"]) < 0.4 < float(eff["rho"])
+    assert float(eff["eps"]) == 0.8  # interferon is not in the pair
+
+
+def test_pk_mode_interaction_matches_an_ec50_shift():
+    m = get_model("pkpd3")
+    p = {k: np.float64(v) for k, v in m.defaults(psi=1.5).items()}
+    conc = {"peginterferon_alfa2b": 0.0, "ribavirin": 2.0, "celgosivir": 0.3}
+    eff = m.effects_from_concentrations(conc, True, p)
+    h_cel = 0.3 / (0.3 + p["cel_ec50"])
+    ec50_rbv = p["rbv_ec50"] * math.exp(-1.5 * h_cel)  # equation 5 with n = 1
+    assert float(eff["rho"]) == pytest.approx(p["rbv_rho_max"] * 2.0 / (2.0 + ec50_rbv), rel=1e-12)
+
+
+def test_loewe_index_under_bliss_equals_the_closed_form():
+    a, b = 0.4, 0.5  # n = 1, Emax = 1: CI = (a + b - 2ab) / (a + b - ab) under Bliss
+    ci = loewe_index(M, {"rho": a, "phi": b}, "triple", M.defaults(), 0.0)
+    assert ci == pytest.approx((a + b - 2 * a * b) / (a + b - a * b))
+    assert loewe_index(M, {"rho": a, "phi": b}, "triple", M.defaults(), 2.0) < ci  # synergy lowers CI
+
+
+def test_verdict_only_when_the_interval_excludes_the_null():
+    assert verdict(0.1, 2.0) == "synergy"
+    assert verdict(-2.0, -0.1) == "antagonism"
+    assert verdict(-0.5, 0.5) == "not distinguishable from additive"
+    assert verdict(-0.1, 0.1, margin=0.2) == "additive"
+
+
+def test_interaction_surface_is_bliss_at_zero():
+    x, s, bliss = interaction_surface(M, {}, 0.0, n=5)
+    np.testing.assert_array_equal(s, bliss)
+    _, s2, _ = interaction_surface(M, {}, 1.0, n=5)
+    assert np.all(s2 >= bliss)
+
+
+@pytest.mark.slow
+def test_synergy_recovered_from_a_synthetic_trial(tmp_path):
+    """Data simulated with psi = 3 (synergy): the fit finds psi > 0 and its interval covers 3."""
+    from hcvdyn.data import read_viral_loads
+    from hcvdyn.trial import generate_synthetic_trial
+
+    truth = (FITS / "phase2_synthetic_truth.toml").read_text().replace("t0 = 0.35", "t0 = 0.35\npsi = 3.0", 1)
+    truth = truth.replace("n = 36", "n = 60").replace("seed = 20261125", "seed = 11")
+    (tmp_path / "truth.toml").write_text(truth)
+    generate_synthetic_trial(tmp_path / "truth.toml", tmp_path / "data.csv")
+    data = read_viral_loads(tmp_path / "data.csv")
+    res = estimate_synergy(
+        M, data, {a: () for a in data.arms}, individual=["log10_V0", "delta"],
+        shared={"eps": ["triple", "double", "control"], "rho": ["triple", "control"], "phi": ["triple", "double"]},
+        params={"eps": 0.7, "rho": 0.2, "phi": 0.2, "sigma": 0.0, "eta": 0.0, "t0": 0.35}, bounds={"delta": (1e-3, 2.0)},
+    )
+    lo, hi = res.psi_interval
+    assert res.psi > 0 and lo > 0 and lo <= 3.0 <= hi, (res.psi, res.psi_interval)
+    assert res.verdict == "synergy" and res.p_value < 0.05 and res.lrt > 3.84
+    assert res.arm == "triple" and np.isfinite(res.combination_index)

@@ -1,0 +1,119 @@
+"""Virtual trials: population sampling, the fixed-grid solver against the adaptive one, the calibrated top line,
+scenarios and early prediction."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hcvdyn.io import load_trial
+from hcvdyn.models import get_model
+from hcvdyn.solve import SolverOptions, grid_doses, population_solver, scheduled_doses, simulate
+from hcvdyn.trial import load_population, load_scenarios, run_scenarios, run_virtual_trial, simulate_arm_patients
+
+
+@pytest.fixture(scope="module")
+def pop():
+    return load_population("g1_nonresponder_population")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_trial("celgosivir_phase2")
+
+
+def test_fixed_grid_solver_matches_the_adaptive_solver(spec):
+    """24 steps/day (the default) against diffrax's adaptive solve (atol 1e-10) over 12 weeks, all three drugs.
+
+    The error comes from celgosivir's effect, which rises to its maximum within minutes of each dose; it is
+    7e-3 log10 at 24 steps/day and 3e-2 at 16 (docs/numerics.md)."""
+    m = get_model("pkpd3")
+    params = spec.parameter_set.params()
+    regs = spec.arms["triple"]
+    ref = simulate(m, params, regs, np.arange(85.0), options=SolverOptions(atol=1e-10)).log10_vl
+    p = {k: np.full(2, v) for k, v in params.items()}
+    idx, amt = grid_doses(regs, m.pk_drugs, 84, 24, np.full(2, 70.0))
+    ours = np.asarray(population_solver(m, 84, 24)(p, idx, amt))[:, 0] / math.log(10)
+    assert np.max(np.abs(ours - ref)) < 1e-2
+    assert np.ptp(ref) > 0.4  # the comparison covers real dynamics
+
+
+def test_missed_doses_and_weight_change_the_exposure(spec, pop):
+    m = pop.model
+    regs = spec.arms["triple"]
+    p = {k: np.full(3, v) for k, v in spec.parameter_set.params().items()}
+    full = {d: np.ones((3, scheduled_doses(regs, d, 28).size), bool) for d in m.pk_drugs}
+    none_ifn = {**full, "peginterferon_alfa2b": np.zeros_like(full["peginterferon_alfa2b"])}
+    v = simulate_arm_patients(m, p, np.array([70.0, 70.0, 70.0]), full, regs, 28, 24, 3)
+    np.testing.assert_allclose(v[0], v[1])
+    w = simulate_arm_patients(m, p, np.array([70.0, 40.0, 70.0]), none_ifn, regs, 28, 24, 3)
+    assert not np.allclose(w[0], v[0])
+
+
+def test_off_grid_doses_are_refused(spec):
+    from hcvdyn.dosing import Regimen
+
+    with pytest.raises(ValueError, match="not on the solver grid"):
+        grid_doses([Regimen("celgosivir", 400.0, "mg", 1.0, start_day=0.01)], ["celgosivir"], 10, 16, np.full(1, 70.0))
+
+
+def test_population_sampling_is_seeded_and_respects_bounds(pop):
+    a = pop.sample(500, np.random.default_rng(1))
+    b = pop.sample(500, np.random.default_rng(1))
+    np.testing.assert_array_equal(a[0]["delta"], b[0]["delta"])
+    sd = np.std(np.log(a[0]["delta"]))
+    assert sd == pytest.approx(pop.omega["delta"], rel=0.15)
+    assert np.std(a[0]["log10_V0"]) == pytest.approx(pop.omega["log10_V0"], rel=0.15)
+    for k, v in a[0].items():
+        p = pop.model.params[k]
+        assert np.all((v >= p.lower) & (v <= p.upper)), k
+
+
+def test_population_file_errors_name_the_key(tmp_path):
+    bad = tmp_path / "pop.toml"
+    bad.write_text('parameter_set = "g1_nonresponder"\n[variability]\nbogus = { sd = 0.5, source = "x" }\n')
+    with pytest.raises(ValueError, match=r"pop.toml: variability.bogus: unknown parameter"):
+        load_population(bad)
+    bad.write_text('parameter_set = "g1_nonresponder"\n[variability]\ndelta = { sd = 0.5, source = "x" }\nc = { sd = 0.5, source = "x" }\n'
+                   '[correlations]\npairs = [["delta", "c", 1.5]]\n')
+    with pytest.raises(ValueError, match=r"correlations.pairs\[0\]: correlation 1.5"):
+        load_population(bad)
+
+
+@pytest.mark.slow
+def test_calibrated_virtual_trial_reproduces_the_top_line(pop, spec):
+    """The Phase II non-responder top line (shared/reference section 1), 2,000 virtual patients per arm."""
+    vt = run_virtual_trial(pop, spec, 2000, 2026, n_boot=200)
+    t, d, c = (vt.arms[a].table for a in ("triple", "double", "control"))
+    assert abs(t["mean_drop"][0] - 1.2) <= 0.15
+    assert abs(c["mean_drop"][0] - 0.4) <= 0.15
+    assert abs(t["pct_evr"][0] - 33.0) <= 5.0
+    assert abs(c["pct_evr"][0] - 10.0) <= 5.0
+    assert d["mean_drop"][0] <= c["mean_drop"][0] + 0.05  # double no better than control
+    lo, hi = t["mean_drop"][1:]
+    assert lo < t["mean_drop"][0] < hi and hi - lo < 0.3
+    again = run_virtual_trial(pop, spec, 2000, 2026, n_boot=200)
+    assert again.arms["triple"].table == vt.arms["triple"].table  # seeded
+
+
+@pytest.mark.slow
+def test_scenarios_on_common_patients(tmp_path):
+    sc = load_scenarios("celgosivir_scenarios")
+    vt, rows = run_scenarios(sc, n_per_arm=300, seed=3, n_boot=200)
+    by = {r["scenario"]: r for r in rows}
+    # Removing celgosivir turns the triple arm into control on the same patients: a clear loss.
+    assert by["no_celgosivir"]["diff_mean_drop_hi"] < 0
+    # Doubling the dose cannot do worse on the same patients (effects are monotone in concentration).
+    assert by["cel_800mg_qd"]["diff_mean_drop"] >= -0.02
+    assert by["adherence_70"]["diff_mean_drop"] < 0
+
+
+def test_scenario_file_errors(tmp_path):
+    bad = tmp_path / "s.toml"
+    bad.write_text('population = "g1_nonresponder_population"\ntrial = "celgosivir_phase2"\nreference_arm = "triple"\n'
+                   '[[scenarios]]\nname = "x"\nremove = ["celgosivir"]\nset = [{ drug = "celgosivir", dose = 1.0 }]\n')
+    with pytest.raises(ValueError, match=r"scenarios\[0\].set\[0\]: arm 'triple' has no celgosivir"):
+        load_scenarios(bad)
+    bad.write_text('population = "g1_nonresponder_population"\ntrial = "celgosivir_phase2"\nreference_arm = "nope"\nscenarios = []\n')
+    with pytest.raises(ValueError, match="reference_arm 'nope'"):
+        load_scenarios(bad)
