@@ -13,7 +13,9 @@ def test_bundled_parameter_sets_load_and_keep_their_sources():
     names = list_parameter_sets()
     assert {"neumann1998_5MU", "neumann1998_10MU", "neumann1998_15MU", "g1_nonresponder", "celgosivir_phase2"} <= set(names)
     for name in names:
-        if name == "celgosivir_phase2":
+        from hcvdyn.io import find_model_file, load_toml
+
+        if "model" not in load_toml(find_model_file(name)):  # trial, population and scenario files
             continue
         pset = load_parameter_set(name)
         for p in pset.values:
