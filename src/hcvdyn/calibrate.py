@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .io import load_trial
-from .trial import load_population, replace_population, run_virtual_trial
+from .trial import load_population, run_virtual_trial
 
 __all__ = ["TARGETS", "top_line", "objective", "calibrate", "sensitivity", "with_values"]
 
@@ -37,7 +37,7 @@ def with_values(pop, values):
         omega[name] = float(values.pop(k))
     ps = pop.parameter_set
     ps = dataclasses.replace(ps, values={**ps.values, **{k: float(v) for k, v in values.items()}})
-    return replace_population(pop, parameter_set=ps, omega=omega)
+    return dataclasses.replace(pop, parameter_set=ps, omega=omega)
 
 
 def top_line(pop, spec, n: int, seed: int, n_boot: int = 0, smooth: float = 0.0) -> dict:

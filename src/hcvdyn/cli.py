@@ -191,10 +191,15 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _dict_csv(rows) -> str:
+    """CSV of a list of dicts with the same keys; numbers to 6 significant digits."""
+    header = list(rows[0]) if rows else []
+    return _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in rows])
+
+
 def _trial_tables(vt):
     arm_rows = vt.summary_rows()
-    header = list(arm_rows[0])
-    arms_csv = _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in arm_rows])
+    arms_csv = _dict_csv(arm_rows)
     pat_rows = []
     for a, r in vt.arms.items():
         for i in range(r.drop.size):
@@ -212,7 +217,7 @@ def _print_arm_table(arm_rows) -> None:
         )
 
 
-def _trial_meta(vt, command, files, extra=None):
+def _trial_meta(vt, command, files, model: str, arm_rows, **options):
     from . import __version__
     from .io import file_sha256
 
@@ -220,9 +225,10 @@ def _trial_meta(vt, command, files, extra=None):
         "hcvdyn_version": __version__,
         "command": command,
         "inputs": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in files.items()},
-        "model": (extra or {}).pop("model", None),
+        "model": model,
         "options": {"n_per_arm": vt.n_per_arm, "seed": vt.seed, "days": vt.days, "steps_per_day": vt.steps_per_day,
-                    "definitions": vt.definitions.to_dict(), **(extra or {})},
+                    "definitions": vt.definitions.to_dict(), **options},
+        "arms": arm_rows,
     }
 
 
@@ -238,8 +244,7 @@ def cmd_trial(args) -> int:
     vt = run_virtual_trial(pop, spec, args.n, args.seed, days=args.days, progress=not args.no_progress, n_boot=args.n_boot)
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
     meta = _trial_meta(vt, "trial", {"population": pop.path, "trial": spec.path, "parameter_set": pop.parameter_set.path},
-                       {"model": pop.model.name, "n_boot": args.n_boot})
-    meta["arms"] = arm_rows
+                       pop.model.name, arm_rows, n_boot=args.n_boot)
     write_results(out, {"arms.csv": arms_csv, "patients.csv": patients_csv, "result.json": meta}, force=args.force)
     print(f"virtual trial {spec.name} x {pop.name}: {args.n} patients per arm, seed {args.seed}, {vt.days} days")
     _print_arm_table(arm_rows)
@@ -255,12 +260,10 @@ def cmd_scenario(args) -> int:
     out = _results_folder(args, sc.name)
     vt, rows = run_scenarios(sc, args.n, args.seed, progress=not args.no_progress, n_boot=args.n_boot)
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
-    header = list(rows[0]) if rows else ["scenario"]
-    comp_csv = _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in rows])
+    comp_csv = _dict_csv(rows)
     meta = _trial_meta(vt, "scenario", {"scenarios": sc.path, "population": sc.population.path, "trial": sc.trial.path},
-                       {"model": sc.population.model.name, "reference_arm": sc.reference_arm, "common_patients": True,
-                        "adherence": dict(sc.adherence), "n_boot": args.n_boot})
-    meta["arms"] = arm_rows
+                       sc.population.model.name, arm_rows, reference_arm=sc.reference_arm, common_patients=True,
+                       adherence=dict(sc.adherence), n_boot=args.n_boot)
     meta["comparisons"] = rows
     meta["regimens"] = {a: [r.to_dict() for r in regs] for a, regs in sc.arms.items()}
     write_results(out, {"arms.csv": arms_csv, "comparison.csv": comp_csv, "patients.csv": patients_csv, "result.json": meta}, force=args.force)

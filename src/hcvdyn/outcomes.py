@@ -231,6 +231,7 @@ def early_prediction(
 
     from .data import PatientData
     from .fit import fit_patient
+    from .solve import scheduled_doses
     from .trial import simulate_arm_patients
 
     defs = defs or OutcomeDefinitions(lloq_iu_ml=10 ** spec.lloq_log10)
@@ -239,11 +240,7 @@ def early_prediction(
     rng = np.random.default_rng([seed, 7])
     params, _, weights, _ = population.sample(n_patients, rng)
     days = int(round(7 * defs.evr_week))
-    taken = {}
-    from .solve import scheduled_doses
-
-    for d in model.pk_drugs:
-        taken[d] = np.ones((n_patients, scheduled_doses(regimens, d, days).size), bool)
+    taken = {d: np.ones((n_patients, scheduled_doses(regimens, d, days).size), bool) for d in model.pk_drugs}
     v = simulate_arm_patients(model, params, weights, taken, regimens, days, 24, n_patients)
     t_all = np.arange(days + 1.0)
     truth = patient_outcomes(t_all, v, defs)["evr"]

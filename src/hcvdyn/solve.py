@@ -38,6 +38,8 @@ __all__ = [
     "solve_population",
     "population_solver",
     "grid_doses",
+    "grid_schedule",
+    "GridSchedule",
     "scheduled_doses",
     "LN10",
 ]
@@ -431,52 +433,82 @@ def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
     return jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, steps_per_day))
 
 
+def _drug_doses(regimens: Sequence[Regimen], name: str):
+    """Scheduled doses of one drug: (times, amount intercept, amount per kg); amounts are affine in body weight."""
+    regs = [r for r in regimens if r.drug == name]
+    if not regs:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    t, a1 = dose_arrays(regs, [name], 1.0)[name]
+    _, a2 = dose_arrays(regs, [name], 2.0)[name]
+    keep = (a1 != 0) | (a2 != 0)
+    return t[keep], (2 * a1 - a2)[keep], (a2 - a1)[keep]
+
+
+@dataclass(frozen=True)
+class GridSchedule:
+    """Doses of one arm on the solver grid, computed once and shared by every chunk of patients.
+
+    index[drug]: (n_steps,) column of the dose given at each step (the last column, all zero, when none);
+    column[drug], intercept[drug], slope[drug]: per scheduled dose, its column and amount = intercept + slope x kg.
+    """
+
+    index: Mapping[str, np.ndarray]
+    column: Mapping[str, np.ndarray]
+    intercept: Mapping[str, np.ndarray]
+    slope: Mapping[str, np.ndarray]
+    width: Mapping[str, int]
+
+    def amounts(self, weights_kg, taken=None) -> dict[str, np.ndarray]:
+        """Per-patient amounts (N, width) for body weights (N,) and an optional drug -> (N, K) ``taken`` mask."""
+        weights = np.asarray(weights_kg, dtype=float)
+        out = {}
+        for name, col in self.column.items():
+            per_patient = self.intercept[name][None, :] + self.slope[name][None, :] * weights[:, None]
+            if taken is not None and name in taken:
+                per_patient = per_patient * np.asarray(taken[name], dtype=float)[:, : col.size]
+            merged = np.zeros((weights.size, self.width[name]))
+            np.add.at(merged, (slice(None), col), per_patient)  # several doses on one step are summed
+            out[name] = merged
+        return out
+
+
+def grid_schedule(regimens: Sequence[Regimen], drugs: Sequence[str], n_days: int, steps_per_day: int, widths=None) -> GridSchedule:
+    """The dose schedule of ``regimens`` on a grid of ``steps_per_day``; doses off the grid raise ValueError.
+
+    widths: optional drug -> number of amount columns (>= K+1), so that arms with different regimens share
+    one compiled solver.
+    """
+    n_steps = n_days * steps_per_day
+    index, column, intercept, slope, width = {}, {}, {}, {}, {}
+    for name in (get_drug(d).name for d in drugs):
+        t, a0, a1 = _drug_doses(regimens, name)
+        steps = np.rint(t * steps_per_day).astype(int)
+        off = np.flatnonzero(np.abs(steps - t * steps_per_day) > 1e-6)
+        if off.size:
+            raise ValueError(
+                f"{name}: dose at day {t[off[0]]:g} is not on the solver grid of {steps_per_day} steps per day; "
+                f"choose steps_per_day so that every dose time is a multiple of 1/steps_per_day"
+            )
+        inside = steps < n_steps
+        uniq, col = np.unique(steps[inside], return_inverse=True)
+        idx = np.full(n_steps, uniq.size, dtype=np.int32)
+        idx[uniq] = np.arange(uniq.size, dtype=np.int32)
+        index[name], column[name], intercept[name], slope[name] = idx, col, a0[inside], a1[inside]
+        width[name] = max(uniq.size + 1, (widths or {}).get(name, 0))
+    return GridSchedule(index, column, intercept, slope, width)
+
+
 def grid_doses(regimens: Sequence[Regimen], drugs: Sequence[str], n_days: int, steps_per_day: int, weights_kg, taken=None, widths=None):
     """Dose schedule on the solver grid: drug -> (step index array, per-patient amounts (N, K+1)).
 
     weights_kg: (N,) body weights (weight-based doses scale with them). taken: optional drug -> (N, K) bool,
-    which scheduled doses each patient took (adherence, dropout). Doses off the grid raise ValueError.
-    widths: optional drug -> number of amount columns (>= K+1), so that arms with different regimens share
-    one compiled solver.
+    which scheduled doses each patient took (adherence, dropout). See :func:`grid_schedule`.
     """
-    weights = np.asarray(weights_kg, dtype=float)
-    n_steps = n_days * steps_per_day
-    index, amounts = {}, {}
-    for name in (get_drug(d).name for d in drugs):
-        regs = [r for r in regimens if r.drug == name]
-        t1, a1 = dose_arrays(regs, [name], 1.0)[name] if regs else (np.zeros(0), np.zeros(0))
-        _, a2 = dose_arrays(regs, [name], 2.0)[name] if regs else (np.zeros(0), np.zeros(0))
-        keep = (a1 != 0) | (a2 != 0)
-        t1, a1, a2 = t1[keep], a1[keep], a2[keep]
-        steps = np.rint(t1 * steps_per_day).astype(int)
-        off = np.flatnonzero(np.abs(steps - t1 * steps_per_day) > 1e-6)
-        if off.size:
-            raise ValueError(
-                f"{name}: dose at day {t1[off[0]]:g} is not on the solver grid of {steps_per_day} steps per day; "
-                f"choose steps_per_day so that every dose time is a multiple of 1/steps_per_day"
-            )
-        inside = steps < n_steps
-        steps, a1, a2 = steps[inside], a1[inside], a2[inside]
-        per_patient = (a1 - (a2 - a1))[None, :] + (a2 - a1)[None, :] * weights[:, None]  # affine in weight
-        if taken is not None and name in taken:
-            per_patient = per_patient * np.asarray(taken[name], dtype=float)[:, : steps.size]
-        # Several doses on one step (loading doses) are summed into one column.
-        uniq, col = np.unique(steps, return_inverse=True)
-        width = max(uniq.size + 1, (widths or {}).get(name, 0))
-        merged = np.zeros((weights.size, width))
-        np.add.at(merged, (slice(None), col), per_patient)
-        idx = np.full(n_steps, uniq.size, dtype=np.int32)
-        idx[uniq] = np.arange(uniq.size, dtype=np.int32)
-        index[name], amounts[name] = idx, merged
-    return index, amounts
+    sched = grid_schedule(regimens, drugs, n_days, steps_per_day, widths)
+    return sched.index, sched.amounts(weights_kg, taken)
 
 
 def scheduled_doses(regimens: Sequence[Regimen], drug: str, n_days: int) -> np.ndarray:
     """Times (days) of the scheduled doses of ``drug`` before ``n_days``: the columns of a ``taken`` mask."""
-    name = get_drug(drug).name
-    regs = [r for r in regimens if r.drug == name]
-    if not regs:
-        return np.zeros(0)
-    t, a = dose_arrays(regs, [name], 1.0)[name]
-    t = t[a != 0]
+    t = _drug_doses(regimens, get_drug(drug).name)[0]
     return t[t < n_days]

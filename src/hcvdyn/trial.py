@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -333,10 +334,11 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
 
     Patients are solved in chunks of ``chunk`` (the last one padded), so every call shares one compiled solver.
     """
-    from .solve import grid_doses, population_solver
+    from .solve import grid_schedule, population_solver
 
     n = next(iter(params.values())).size
     solver = population_solver(model, days, steps_per_day)
+    sched = grid_schedule(regimens, model.pk_drugs, days, steps_per_day, widths)
     out = np.empty((n, days + 1))
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
@@ -344,8 +346,7 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
         pad = lambda x: np.concatenate([x, np.repeat(x[-1:], chunk - m, axis=0)]) if m < chunk else x  # noqa: E731
         p = {k: pad(v[sl]) for k, v in params.items()}
         tk = {d: pad(v[sl]) for d, v in taken.items()}
-        index, amounts = grid_doses(regimens, model.pk_drugs, days, steps_per_day, pad(weights[sl]), tk, widths)
-        out[sl] = (np.asarray(solver(p, index, amounts)).T / np.log(10.0))[:m]
+        out[sl] = (np.asarray(solver(p, sched.index, sched.amounts(pad(weights[sl]), tk))).T / np.log(10.0))[:m]
         _progress(label, sl.stop, n, progress)
     return out
 
@@ -384,7 +385,7 @@ def run_virtual_trial(
         rng = np.random.default_rng([seed, 0 if common_patients else ai])
         pop = population
         if adherence and arm in adherence:
-            pop = replace_population(population, adherence=(adherence[arm], population.adherence[1]))
+            pop = dataclasses.replace(population, adherence=(adherence[arm], population.adherence[1]))
         params, labels, weights, adh = pop.sample(n_per_arm, rng, (param_overrides or {}).get(arm))
         unit = rng.random(n_per_arm)
         drop_out = -np.log1p(-unit) * 7.0 / pop.dropout_per_week if pop.dropout_per_week > 0 else np.full(n_per_arm, np.inf)
@@ -418,12 +419,6 @@ def run_virtual_trial(
     return VirtualTrial(population.name, spec.name, seed, n_per_arm, days, steps_per_day, results, defs)
 
 
-def replace_population(pop: Population, **changes) -> Population:
-    import dataclasses
-
-    return dataclasses.replace(pop, **changes)
-
-
 # ---- what-if scenarios ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -450,8 +445,6 @@ def load_scenarios(name_or_path) -> ScenarioSpec:
     added when the arm has none); ``set`` (field changes applied to one drug's regimens, e.g.
     {drug = "celgosivir", dose = 800}); ``adherence`` (mean fraction of doses taken).
     """
-    from dataclasses import replace as dc_replace
-
     from .dosing import regimen_from_dict
     from .drugs import get_drug
     from .io import _check_keys, _require, find_model_file, load_toml
@@ -489,7 +482,7 @@ def load_scenarios(name_or_path) -> ScenarioSpec:
             if not any(r.drug == drug for r in regs):
                 raise ValueError(f"{sw}.set[{j}]: arm {base!r} has no {drug} regimen to change")
             try:
-                regs = [dc_replace(r, **fields) if r.drug == drug else r for r in regs]
+                regs = [dataclasses.replace(r, **fields) if r.drug == drug else r for r in regs]
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{sw}.set[{j}]: {e}") from None
         new = [regimen_from_dict(r, where=f"{sw}.replace[{j}]") for j, r in enumerate(sc.get("replace", []))]
