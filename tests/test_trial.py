@@ -43,10 +43,14 @@ def test_missed_doses_and_weight_change_the_exposure(spec, pop):
     regs = spec.arms["triple"]
     p = {k: np.full(3, v) for k, v in spec.parameter_set.params().items()}
     full = {d: np.ones((3, scheduled_doses(regs, d, 28).size), bool) for d in m.pk_drugs}
+    v = simulate_arm_patients(m, p, np.array([70.0, 40.0, 70.0]), full, regs, 28, 24, 3)
+    assert not np.allclose(v[0], v[1])  # pegIFN is dosed per kg
+    # Every interferon dose missed == the same arm without its interferon regimen (an independent path).
     none_ifn = {**full, "peginterferon_alfa2b": np.zeros_like(full["peginterferon_alfa2b"])}
-    v = simulate_arm_patients(m, p, np.array([70.0, 70.0, 70.0]), full, regs, 28, 24, 3)
-    np.testing.assert_allclose(v[0], v[1])
-    w = simulate_arm_patients(m, p, np.array([70.0, 40.0, 70.0]), none_ifn, regs, 28, 24, 3)
+    w = simulate_arm_patients(m, p, np.full(3, 70.0), none_ifn, regs, 28, 24, 3)
+    no_ifn_regs = [r for r in regs if r.drug != "peginterferon_alfa2b"]
+    x = simulate_arm_patients(m, p, np.full(3, 70.0), {d: full[d] for d in full if d != "peginterferon_alfa2b"}, no_ifn_regs, 28, 24, 3)
+    np.testing.assert_allclose(w, x, rtol=0, atol=1e-12)
     assert not np.allclose(w[0], v[0])
 
 
