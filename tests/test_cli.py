@@ -119,13 +119,51 @@ def test_fit_bad_spec_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("command", ["models", "simulate", "fit", "trial", "scenario"])
+@pytest.mark.parametrize("command", ["models", "simulate", "fit", "trial", "scenario", "figures", "report"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "usage: hcvdyn " + command in out
+    assert "examples:" in out and f"hcvdyn {command}" in out.split("examples:")[1]
+
+
+@pytest.mark.slow
+def test_figures_command_redraws_a_fit_folder(fitted, capsys):
+    assert main(["figures", str(fitted), "--formats", "png,pdf"]) == 0
+    names = {p.name for p in (fitted / "figures").iterdir()}
+    for fig in ("patient_fits", "arm_trajectories", "waterfall", "forest", "profiles"):
+        assert {f"{fig}.png", f"{fig}.pdf"} <= names and (fitted / "figures" / f"{fig}.png").stat().st_size > 5000
+    assert "wrote 5 figures" in capsys.readouterr().out
+    curves = list(csv.DictReader(open(fitted / "curves.csv")))
+    lo, mid, hi = (np.array([float(r[k]) for r in curves]) for k in ("pred95_low", "log10_vl_fitted", "pred95_high"))
+    assert np.all(lo < mid) and np.all(mid < hi) and np.all(hi - lo > 2 * 1.96 * 0.2 - 1e-9)  # at least the residual SD
+
+
+def test_figures_command_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["figures", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hcvdyn: error: {tmp_path}: no result.json; give a folder written by hcvdyn fit or hcvdyn report"
+    (tmp_path / "result.json").write_text('{"command": "trial"}')
+    assert main(["figures", str(tmp_path)]) == 2
+    assert "from hcvdyn 'trial'" in capsys.readouterr().err
+    assert main(["figures", str(tmp_path), "--formats", "jpg"]) == 2
+    assert "choose from pdf, svg, png" in capsys.readouterr().err
+    assert not (tmp_path / "figures").exists()
+
+
+def test_report_command_bad_input_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "f.toml"
+    text = (ROOT / "fits/phase2_synthetic.toml").read_text().replace('pk_trial = "celgosivir_phase2"', 'pk_trial = "no_such_trial"')
+    spec.write_text(text.replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"'))
+    assert main(["report", str(spec), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hcvdyn: error: {spec}: [report] pk_trial: no file 'no_such_trial'") and "\n" not in err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(spec), "--n-vpc", "0"])
+    assert e.value.code == 2 and "must be >= 1" in capsys.readouterr().err
 
 
 def test_trial_command_writes_results_and_refuses_overwrite(tmp_path, capsys):

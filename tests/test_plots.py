@@ -26,3 +26,108 @@ def test_arm_figure_axes_and_units(sim, tmp_path):
     assert lloq, "assay limit line missing"
     paths = save_figure(fig, tmp_path / "arms")
     assert [p.suffix for p in paths] == [".pdf", ".svg", ".png"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+# ---- each figure function from a small hand-made result ---------------------------------------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from hcvdyn import plots  # noqa: E402
+from hcvdyn.data import PatientData  # noqa: E402
+
+VL = r"HCV RNA (log$_{10}$ IU/mL)"
+
+
+def _patients():
+    t = np.array([0.0, 7, 28, 84])
+    lq = np.full(4, math.log10(15))
+    return [
+        PatientData("P1", "triple", t, np.array([6.0, 5.0, 3.0, lq[0]]), np.array([0, 0, 0, 1], bool), lq),
+        PatientData("P2", "control", t, np.array([6.5, 6.2, 6.0, 5.8]), np.zeros(4, bool), lq),
+    ]
+
+
+def _units_in(label):
+    return "(" in label and label.endswith(")")
+
+
+def test_patient_fits_grid_marks_censored_samples_and_the_limit():
+    pats = _patients()
+    grid = np.linspace(0, 84, 20)
+    curves = {p.id: (grid, np.interp(grid, p.t_days, p.log10_vl), np.interp(grid, p.t_days, p.log10_vl) - 0.4,
+                     np.interp(grid, p.t_days, p.log10_vl) + 0.4) for p in pats}
+    fig = plots.plot_patient_fits(pats, curves, ncols=2)
+    assert fig._supylabel.get_text() == VL and fig._supxlabel.get_text() == "time (days)"
+    ax = fig.axes[0]
+    assert ax.get_title() == "P1 (triple)"
+    tri = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]
+    assert len(tri) == 1 and list(tri[0].get_ydata()) == [math.log10(15)] and tri[0].get_markerfacecolor() == "white"
+    assert any(list(ln.get_ydata()) == [math.log10(15)] * 2 for ln in ax.get_lines()), "LLOQ line missing"
+    assert len(ax.collections) == 1  # the band
+    with pytest.raises(ValueError, match="no patients"):
+        plots.plot_patient_fits([], {})
+
+
+def test_arm_trajectories_and_waterfall_labels_and_threshold():
+    t = np.array([0.0, 28, 84])
+    obs = {"triple": (t, np.array([0, 1, 1.2]), np.array([0, 0.8, 0.9]), np.array([0, 1.2, 1.5]))}
+    fig = plots.plot_arm_trajectories(obs, {"triple": (t, obs["triple"][1], obs["triple"][2], obs["triple"][3])}, unit="weeks")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "time (weeks)" and ax.get_ylabel() == r"decline from baseline (log$_{10}$ IU/mL)"
+    assert ax.yaxis_inverted()
+    assert np.allclose(ax.get_lines()[0].get_xdata(), t / 7)
+    fig = plots.plot_waterfall({"triple": np.array([2.5, 0.3, np.nan, 2.0]), "control": np.array([0.1, 0.4])},
+                               censored={"triple": np.array([True, False, False, False])})
+    a0, a1 = fig.axes
+    assert a0.get_ylabel() == r"week-12 decline (log$_{10}$ IU/mL)" and a0.get_xlabel() == "patients (sorted)"
+    heights = [b.get_height() for b in a0.patches]
+    assert heights == [2.5, 2.0, 0.3]  # sorted, missing week-12 left out
+    assert a0.patches[0].get_hatch() == "////" and not a0.patches[1].get_hatch()
+    assert "67% >= 2" in a0.get_title(loc="left")  # exactly 2 log10 counts as EVR
+    assert any(list(ln.get_ydata()) == [2.0, 2.0] for ln in a1.get_lines())
+
+
+def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
+    t = np.array([0.0, 7, 84])
+    obs = {"triple": (t, np.array([[5.0, 4.0, 1.2], [6.0, 5.0, 3.0], [7.0, 6.0, 5.0]]))}
+    simq = {"triple": (t, np.stack([obs["triple"][1]] * 3, axis=1))}
+    fig = plots.plot_vpc(obs, simq, math.log10(15))
+    assert fig.axes[0].get_ylabel() == VL and fig.axes[0].get_xlabel() == "time (days)"
+    assert len(fig.axes[0].collections) == 3  # one band per percentile
+
+    fig = plots.plot_pk_efficacy(sim, "triple", days=7)
+    ylabels = [ax.get_ylabel() for ax in fig.axes]
+    assert "peginterferon\nconcentration (ug/L)" in ylabels and "ribavirin\nconcentration (mg/L)" in ylabels
+    assert "celgosivir\nconcentration (mg/L)" in ylabels and ylabels.count("effect (fraction, 0-1)") == 3
+    assert all(ax.get_xlabel() == "time (days)" for ax in fig.axes[-2:])
+
+    from hcvdyn.models import get_model
+    from hcvdyn.synergy import interaction_surface
+
+    x, surf, bliss = interaction_surface(get_model("agi_constant"), {}, 2.0, n=21)
+    fig = plots.plot_synergy(x, surf, bliss, 2.0, (1.0, 3.0), ("ribavirin", "celgosivir"), point=(1.0, 1.0))
+    ax_i, ax_s = fig.axes[:2]
+    assert ax_i.get_xlabel() == "celgosivir (concentration / EC50, 1)" and ax_i.get_xscale() == "log"
+    assert "psi = 2.00 [1.00, 3.00]" in [t.get_text() for t in ax_i.get_legend().get_texts()][0]
+    assert "minus Bliss" in fig.axes[-1].get_ylabel()
+
+    rows = [{"name": "eps", "unit": "1", "value": 0.8, "lower": 0.7, "upper": 0.9, "profile_lower": 0.69, "profile_upper": 0.88, "truth": 0.85},
+            {"name": "cel_ec50", "unit": "mg/L", "value": 1.0, "lower": 0.5, "upper": 1.5}]
+    fig = plots.plot_forest(rows)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["estimate (dimensionless)", "estimate (mg/L)"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["eps"]
+
+    fig = plots.plot_profiles({"eps": {"theta": [0.7, 0.9], "delta": [3.84, 3.84], "estimate": 0.8, "interval": (0.7, 0.9), "unit": "1"}})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "eps (1)" and ax.get_ylabel() == r"$\Delta(-2\log L)$ (1)"
+    cut = [ln for ln in ax.get_lines() if len(ln.get_ydata()) == 2 and np.allclose(ln.get_ydata(), 3.8414588)]
+    assert cut, "chi-square(1) 95% cut-off missing"
+
+    comp = [{"scenario": "no_cel", "diff_mean_drop": -1.0, "diff_mean_drop_lo": -1.2, "diff_mean_drop_hi": -0.8,
+             "diff_pct_evr": -20.0, "diff_pct_evr_lo": -25.0, "diff_pct_evr_hi": -15.0}]
+    fig = plots.plot_scenarios(comp, "triple")
+    assert fig.axes[0].get_xlabel() == r"difference in mean week-12 decline (log$_{10}$ IU/mL)"
+    assert fig.axes[1].get_xlabel() == "difference in EVR (percentage points)"
+    assert fig.axes[0].get_lines()[0].get_color() == "#0072B2"  # interval below 0 drawn as a decrease

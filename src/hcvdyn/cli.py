@@ -118,83 +118,71 @@ def cmd_simulate(args) -> int:
 def cmd_fit(args) -> int:
     import numpy as np
 
-    from . import __version__
     from .data import read_viral_loads
+    from .diagnostics import prediction_bands
     from .fit import fit_trial
-    from .io import file_sha256, load_fit_spec, write_results
-    from .solve import SolverOptions, simulate_batch
+    from .io import load_fit_spec, write_results
+    from .report import fit_curves_rows, fit_tables, rows_csv
+    from .solve import SolverOptions
 
     spec = load_fit_spec(args.spec)
     out = _results_folder(args, spec.name)
     data = read_viral_loads(spec.data_path)
     options = SolverOptions(atol=spec.atol)
+    regs = spec.regimens_by_arm or {a: () for a in data.arms}
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     fit = fit_trial(
-        spec.model, data, spec.regimens_by_arm or {a: () for a in data.arms}, individual=spec.individual,
+        spec.model, data, regs, individual=spec.individual,
         shared=spec.shared, per_arm=spec.per_arm, params=spec.params, sigma=spec.sigma, weight_kg=spec.weight_kg,
         options=options, max_nfev=spec.max_nfev, outside=spec.outside, bounds=spec.bounds,
         profile=tuple(n for n in (args.profile or "").split(",") if n),
     )
-    rows = []
-    for name, value in fit.values.items():
-        base, _, owner = name.partition("__")
-        kind = "individual" if base in spec.individual else ("per_arm" if base in spec.per_arm else "shared")
-        lo, hi = fit.interval(name)
-        plo, phi_ = (f"{x:.8g}" for x in fit.profile[name]) if name in fit.profile else ("", "")
-        p = spec.model.params[base]
-        rows.append([name, base, kind, owner, f"{value:.8g}", f"{fit.stderr[name]:.6g}", f"{lo:.8g}", f"{hi:.8g}", plo, phi_, p.unit])
-    params_csv = _csv(
-        ["name", "parameter", "kind", "patient_or_arm", "value", "stderr", "wald95_low", "wald95_high", "profile95_low", "profile95_high", "unit"],
-        rows,
-    )
-    grid = np.linspace(0.0, max(p.t_days[-1] for p in data), 337)
-    pats = list(data)
-    curves = simulate_batch(
-        spec.model, {k: np.array([fit.patient_params[p.id][k] for p in pats]) for k in spec.model.params.names},
-        [spec.regimens_by_arm.get(p.arm, ()) for p in pats], grid, weights_kg=[spec.weight_kg] * len(pats), options=options,
-    )
-    curve_rows = [[p.id, p.arm, f"{t:.6g}", f"{v:.6f}"] for i, p in enumerate(pats) for t, v in zip(grid, curves.log10_vl[i])]
-    meta = {
-        "hcvdyn_version": __version__,
-        "command": "fit",
-        "spec": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
-        "data": {"path": spec.data_path, "sha256": file_sha256(spec.data_path), "patients": len(data), "samples": fit.n_obs,
-                 "censored": int(sum(p.censored.sum() for p in data))},
-        "model": spec.model.name,
-        "free": {"individual": list(spec.individual), "shared": {k: list(v) for k, v in spec.shared.items()},
-                 "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
-        "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)",
-                    "bounds": {k: list(v) for k, v in spec.bounds.items()}},
-        "converged": fit.success,
-        "message": fit.message,
-        "objective_minus2loglik_plus_const": fit.objective,
-        "aic": fit.aic,
-        "bic": fit.bic,
-        "nfev": fit.nfev,
-        "estimates": {k: {"value": v, "stderr": fit.stderr[k], **({"profile95": list(fit.profile[k])} if k in fit.profile else {})}
-                      for k, v in fit.values.items()},
-    }
+    rows, meta = fit_tables(spec, data, fit)
+    last = max(p.t_days[-1] for p in data)
+    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), spec.weight_kg, options)
     write_results(
-        out,
-        {"parameters.csv": params_csv, "result.json": meta, "curves.csv": _csv(["id", "arm", "day", "log10_vl_fitted"], curve_rows)},
+        out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands))},
         force=args.force,
     )
-    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv)")
-    shared_rows = [r for r in rows if r[2] != "individual"]
-    for r in shared_rows:
-        prof = f"; profile [{float(r[8]):.4f}, {float(r[9]):.4f}]" if r[8] else ""
-        unit = "" if r[10] == "1" else f" {r[10]}"
-        print(f"  {r[0]:14s} {float(r[4]):.4f}{unit}  Wald 95% [{float(r[6]):.4f}, {float(r[7]):.4f}]{prof}")
+    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv); figures: hcvdyn figures {out}")
+    for r in rows:
+        if r["kind"] == "individual":
+            continue
+        prof = f"; profile [{r['profile95_low']:.4f}, {r['profile95_high']:.4f}]" if r["name"] in fit.profile else ""
+        unit = "" if r["unit"] == "1" else f" {r['unit']}"
+        print(f"  {r['name']:14s} {r['value']:.4f}{unit}  Wald 95% [{r['wald95_low']:.4f}, {r['wald95_high']:.4f}]{prof}")
     if not fit.success:
         print(f"hcvdyn: warning: the fit did not converge: {fit.message}", file=sys.stderr)
         return 1
     return 0
 
 
+def cmd_figures(args) -> int:
+    from .report import figures_from_folder
+
+    formats = tuple(f for f in args.formats.split(",") if f)
+    bad = [f for f in formats if f not in ("pdf", "svg", "png")]
+    if bad or not formats:
+        raise ValueError(f"--formats {args.formats!r}: choose from pdf, svg, png (comma-separated)")
+    paths = figures_from_folder(args.folder, formats)
+    names = sorted({p.stem for p in paths})
+    print(f"wrote {len(names)} figures to {Path(args.folder) / 'figures'}/ ({', '.join(formats)}): {', '.join(names)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import make_report
+
+    out = make_report(args.spec, args.out, force=args.force, n_vpc=args.n_vpc, n_virtual=args.n_virtual, seed=args.seed,
+                      progress=not args.no_progress)
+    print(f"wrote {out}/report.md with its result files and figures/")
+    return 0
+
+
 def _dict_csv(rows) -> str:
-    """CSV of a list of dicts with the same keys; numbers to 6 significant digits."""
-    header = list(rows[0]) if rows else []
-    return _csv(header, [[r[k] if isinstance(r[k], str) else f"{r[k]:.6g}" for k in header] for r in rows])
+    from .report import rows_csv
+
+    return rows_csv(rows)
 
 
 def _trial_tables(vt):
@@ -285,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  hcvdyn models\n  hcvdyn simulate celgosivir_phase2",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("models", help="list models, parameter sets and trials with their sources")
+    p = sub.add_parser("models", help="list models, parameter sets and trials with their sources",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  hcvdyn models\n  hcvdyn models | grep pkpd3")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser(
         "simulate", help="simulate the arms of a trial specification",
@@ -326,6 +316,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="scenario file: a path or a name in models/")
     _virtual_options(p, None)
     p.set_defaults(func=cmd_scenario)
+
+    p = sub.add_parser(
+        "figures", help="redraw the figures of a fit or report results folder into FOLDER/figures",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml --profile eps,rho,phi && hcvdyn figures results/phase2_synthetic\n"
+        "  hcvdyn figures results/report_phase2_synthetic --formats pdf",
+    )
+    p.add_argument("folder", help="results folder written by hcvdyn fit or hcvdyn report")
+    p.add_argument("--formats", default="pdf,svg,png", help="comma-separated: pdf, svg, png (300 dpi); default all three")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser(
+        "report", help="fit, diagnose (VPC), test synergy, predict outcomes, run what-ifs: figures and a Markdown report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn report fits/phase2_synthetic.toml\n"
+        "  hcvdyn report fits/phase2_synthetic.toml --n-vpc 50 --n-virtual 200 --out results/quick --force",
+    )
+    p.add_argument("spec", help="fit specification (fits/NAME.toml); its [report] table names the PK trial, scenarios, truth")
+    p.add_argument("--n-vpc", type=_positive_int, default=200, help="replicate trials of the visual predictive check (default 200)")
+    p.add_argument("--n-virtual", type=_positive_int, default=500, help="virtual patients per scenario arm (default 500)")
+    p.add_argument("--seed", type=int, default=2026, help="random seed of the VPC and the scenarios (default 2026)")
+    p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")
+    p.add_argument("--out", help="results folder (default results/report_<spec name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

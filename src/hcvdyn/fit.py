@@ -241,6 +241,10 @@ class TrialFit:
     nfev: int
     patient_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     profile: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    covariance: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # of ``values``, in their order
+    local_names: tuple[str, ...] = ()  # model parameters that vary between patients or arms
+    patient_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # id -> global name of each local one
+    profile_trace: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)  # (theta, delta -2logL)
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error."""
@@ -311,18 +315,24 @@ def fit_trial(
     )
     out = _least_squares(residual, jacobian, pars, max_nfev)
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
+    cov = np.full((len(vals), len(vals)), np.nan)
+    if out.covar is not None and list(out.var_names) == list(vals):
+        cov = np.array(out.covar, dtype=float)
     unknown = [n for n in profile if n not in vals]
     if unknown:
         raise ValueError(f"fit_trial: cannot profile {unknown}: not estimated (estimated: {', '.join(vals)})")
     se = {n: (float(out.params[n].stderr) if out.params[n].stderr is not None else math.nan) for n in vals}
     success = bool(out.success) and all(np.isfinite(v) for v in se.values())
+    traces: dict[str, list] = {}
     return TrialFit(
         model=model.name, values=vals, stderr=se, objective=float(out.chisqr),
         aic=float(out.chisqr + 2 * len(vals)), bic=float(out.chisqr + len(vals) * math.log(n_obs)),
         success=success, message=out.message if success else f"not converged or singular: {out.message}",
         n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
         patient_params=local(out.params),
-        profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev) for n in profile},
+        profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile},
+        covariance=cov, local_names=local.names, patient_columns=local.columns,
+        profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
     )
 
 
@@ -333,7 +343,8 @@ def _least_squares(residual, jacobian, pars, max_nfev):
     return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
 
 
-def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, max_nfev: int = 200, max_iter: int = 10):
+def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, max_nfev: int = 200, max_iter: int = 10,
+                     trace: list | None = None):
     """Profile-likelihood interval of one parameter of a least-squares M3 problem.
 
     The parameter is fixed at trial values and the others refitted (warm-started); the signed root
@@ -353,6 +364,8 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
         pars = start.copy()
         pars[name].set(value=theta, vary=False)
         out = _least_squares(residual, jacobian, pars, max_nfev)
+        if trace is not None:
+            trace.append((float(theta), float(max(out.chisqr - chi_min, 0.0))))
         return math.copysign(math.sqrt(max(out.chisqr - chi_min, 0.0)), theta - theta_hat), out.params
 
     limits = []
@@ -481,13 +494,16 @@ def build_trial_problem(
         varying = [index[n] for n in names if pv[n].vary]  # read per call: profiling fixes parameters
         return full.reshape(-1, len(names))[flat_mask][:, varying]
 
+    local_names = individual + shared + per_arm
+
     def local(pv):
         """Every parameter of every patient at the values ``pv``."""
         theta = np.asarray(theta_of(pv))
-        local_names = individual + shared + per_arm
         return {
             p.id: {**{k: float(v[i]) for k, v in fixed.items()}, **dict(zip(local_names, map(float, theta[i])))}
             for i, p in enumerate(pats)
         }
 
+    local.names = local_names
+    local.columns = {p.id: tuple(names[j] for j in cols[i]) for i, p in enumerate(pats)}
     return pars, residual, jacobian, int(mask.sum()), local

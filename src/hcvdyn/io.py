@@ -288,6 +288,32 @@ class FitSpec:
     max_nfev: int
     weight_kg: float
     bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    report: Mapping[str, str] = field(default_factory=dict)  # pk_trial, scenarios, truth (``hcvdyn report``)
+
+
+REPORT_KEYS = {"pk_trial": "a trial file whose regimens the PK/efficacy figure shows",
+               "scenarios": "a scenario file run as the report's what-if comparison",
+               "truth": "the truth file of synthetic data (true values drawn in the forest plot)"}
+
+
+def _report_options(doc: Mapping, path: Path, where: str) -> dict[str, str]:
+    rep = dict(doc.get("report", {}))
+    _check_keys(rep, set(REPORT_KEYS), f"{where}: [report]")
+    out = {}
+    for k, v in rep.items():
+        if not isinstance(v, str):
+            raise ValueError(f"{where}: [report] {k} must be a name or path ({REPORT_KEYS[k]}), got {v!r}")
+        if k == "truth":
+            f = path.parent / v
+            if not f.is_file():
+                raise ValueError(f"{where}: [report] truth file {str(f)!r} not found")
+            out[k] = str(f)
+        else:
+            try:
+                out[k] = str(find_model_file(v))
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"{where}: [report] {k}: {e}") from None
+    return out
 
 
 def load_fit_spec(path: str | os.PathLike) -> FitSpec:
@@ -295,7 +321,7 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     path = Path(path)
     doc = load_toml(path)
     where = str(path)
-    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options"}, where)
+    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report"}, where)
     data_path = path.parent / _require(doc, "data", str, where)
     if not data_path.is_file():
         raise ValueError(f"{where}: data file {str(data_path)!r} not found")
@@ -347,5 +373,5 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
         individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
         sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
-        weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds,
+        weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds, report=_report_options(doc, path, where),
     )

@@ -122,6 +122,7 @@ def estimate_synergy(
     level: float = 0.95,
     margin: float | None = None,
     concentrations: Mapping[str, float] | None = None,
+    null: TrialFit | None = None,
     **fit_kw,
 ) -> SynergyResult:
     """Fit the trial with psi = 0 and with psi free; test, interval, Loewe index and verdict.
@@ -129,6 +130,7 @@ def estimate_synergy(
     arm: the arm whose fitted exposures the Loewe index uses (default: the first arm of the data that
     receives both drugs of the pair, judged by its regimens or, in constant mode, by the effects estimated
     in it). concentrations: average concentrations of PK-mode pair drugs in that arm (drug -> conc_unit).
+    null: the same fit with psi = 0 when it is already done (its objective is reused).
     Other arguments as :func:`hcvdyn.fit.fit_trial`; psi must not be among them.
     """
     if model.interaction is None:
@@ -137,7 +139,10 @@ def estimate_synergy(
     if "psi" in names:
         raise ValueError("estimate_synergy: leave psi out of individual/shared/per_arm; it is estimated here")
     params = dict(params or {})
-    null = fit_trial(model, dataset, regimens_by_arm, individual, shared, per_arm, {**params, "psi": 0.0}, **fit_kw)
+    if params.get("psi", 0.0) != 0.0:
+        raise ValueError(f"estimate_synergy: psi = {params['psi']} in params; the null fit needs psi = 0")
+    if null is None:
+        null = fit_trial(model, dataset, regimens_by_arm, individual, shared, per_arm, {**params, "psi": 0.0}, **fit_kw)
     shared_full = dict(shared) if isinstance(shared, Mapping) else list(shared)
     if isinstance(shared_full, dict):
         shared_full["psi"] = tuple(dict.fromkeys(p.arm for p in dataset))
