@@ -69,6 +69,7 @@ def residuals(tl: dict) -> np.ndarray:
 
 
 def objective(tl: dict) -> float:
+    """Sum of squared standardized residuals of a top line against TARGETS."""
     return float(np.sum(residuals(tl) ** 2))
 
 

@@ -112,18 +112,65 @@ def model_reference() -> str:
     return "\n".join(out) + "\n"
 
 
+API_MODULES = ("hcvdyn", "hcvdyn.models", "hcvdyn.solve", "hcvdyn.dosing", "hcvdyn.pk", "hcvdyn.data", "hcvdyn.fit",
+               "hcvdyn.diagnostics", "hcvdyn.synergy", "hcvdyn.outcomes", "hcvdyn.trial", "hcvdyn.calibrate", "hcvdyn.io",
+               "hcvdyn.plots", "hcvdyn.report")
+
+
+def api_reference() -> str:
+    """docs/api.md: every public name (``__all__``) of the public modules with its signature and docstring summary."""
+    import importlib
+    import inspect
+
+    out = ["# API reference", "",
+           "Generated from the code by `python -m hcvdyn.docs` (checked by tests/test_docs.py). Each entry: the",
+           "signature and the first paragraph of the docstring; read the module docstrings for the equations.", ""]
+    for modname in API_MODULES:
+        mod = importlib.import_module(modname)
+        summary = (inspect.getdoc(mod) or "").split("\n\n")[0].replace("\n", " ")
+        out += [f"## `{modname}`", "", summary, ""]
+        for name in sorted(getattr(mod, "__all__", ())):
+            obj = getattr(mod, name)
+            if modname != "hcvdyn" and getattr(obj, "__module__", modname) != modname:
+                continue  # documented where it is defined
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                try:
+                    sig = str(inspect.signature(obj)).replace("\n", " ")
+                except (TypeError, ValueError):
+                    sig = "(...)"
+                sig = sig if len(sig) < 160 else sig[:157] + "..."
+                kind = "class " if inspect.isclass(obj) else ""
+                doc = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
+                if modname == "hcvdyn":
+                    out.append(f"- `{name}` (from `{obj.__module__}`)")
+                    continue
+                out += [f"### `{kind}{name}{sig}`", "", doc or "(no docstring)", ""]
+            elif modname != "hcvdyn":
+                out += [f"- `{name}`: constant of type `{type(obj).__name__}`", ""]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+GENERATED = {"models.md": model_reference, "api.md": api_reference}
+
+
 def main(argv=None) -> int:
+    """python -m hcvdyn.docs [--check]: write (or check) docs/models.md and docs/api.md."""
     argv = sys.argv[1:] if argv is None else argv
-    path = Path(__file__).resolve().parents[2] / "docs" / "models.md"
-    text = model_reference()
-    if "--check" in argv:
-        if not path.is_file() or path.read_text() != text:
-            print(f"{path} is out of date; run: python -m hcvdyn.docs", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
+    folder = Path(__file__).resolve().parents[2] / "docs"
+    stale = []
+    for fname, make in GENERATED.items():
+        path, text = folder / fname, make()
+        if "--check" in argv:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    if stale:
+        print(f"{', '.join(stale)} out of date; run: python -m hcvdyn.docs", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -69,6 +69,7 @@ def find_model_file(name_or_path: str | os.PathLike) -> Path:
 
 
 def list_parameter_sets() -> list[str]:
+    """Names of the TOML files in models/ (parameter sets, trials, populations, scenarios)."""
     return sorted(p.stem for p in models_dir().glob("*.toml"))
 
 
@@ -119,6 +120,7 @@ class ParameterSet:
 
 
 def load_parameter_set(name_or_path: str | os.PathLike) -> ParameterSet:
+    """Read and validate a parameter set (models/NAME.toml); errors name the file and the parameter."""
     path = find_model_file(name_or_path)
     doc = load_toml(path)
     where = str(path)
@@ -164,6 +166,7 @@ class TrialSpec:
 
 
 def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
+    """Read and validate a trial file: its parameter set, arms with regimens, sample days, assay limit."""
     path = find_model_file(name_or_path)
     doc = load_toml(path)
     where = str(path)
@@ -211,6 +214,7 @@ def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (recorded in every results folder)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 16), b""):

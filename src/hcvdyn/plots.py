@@ -49,6 +49,7 @@ def style() -> dict:
 
 
 def arm_colors(arms) -> dict[str, str]:
+    """Arm -> Okabe-Ito colour, in order."""
     return {a: OKABE_ITO[i % len(OKABE_ITO)] for i, a in enumerate(arms)}
 
 
