@@ -29,6 +29,23 @@ def test_models_lists_models_and_sets(capsys):
     assert "neumann1998" in out and "pkpd3" in out and "celgosivir_phase2" in out and "[trial]" in out
 
 
+def test_models_shows_one_model_or_set_and_rejects_unknown_names(capsys):
+    from hcvdyn.io import load_parameter_set
+    from hcvdyn.models import get_model
+
+    assert main(["models", "pkpd3"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["cel_ec50"])
+    p = get_model("pkpd3").params["cel_ec50"]
+    assert f"{p.default:g}" in row and p.unit in row and p.source in row
+    assert main(["models", "g1_nonresponder"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["beta"])
+    assert float(row.split()[1]) == load_parameter_set("g1_nonresponder").params()["beta"]
+    assert main(["models", "pkdp3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hcvdyn: error: unknown model or parameter set 'pkdp3'; models:") and "\n" not in err
+
+
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "phase2"

@@ -38,6 +38,9 @@ def cmd_models(args) -> int:
     from .io import list_parameter_sets, load_toml, find_model_file
     from .models import MODELS
 
+    if args.name:
+        return _show_model(args.name)
+
     print("models:")
     for m in MODELS.values():
         drugs = ", ".join(f"{d} ({mode})" for d, mode in m.drugs) or "none"
@@ -50,6 +53,29 @@ def cmd_models(args) -> int:
         desc = " ".join(str(doc.get("description", "")).split())
         print(f"  {name:24s} [{kind}] {desc[:110]}{'...' if len(desc) > 110 else ''}")
     return 0
+
+
+def _show_model(name: str) -> int:
+    """One model's parameter table (name, unit, default, bounds, source), or one parameter set's values."""
+    from .io import list_parameter_sets, load_parameter_set
+    from .models import MODELS
+
+    if name in MODELS:
+        m = MODELS[name]
+        print(f"{m.name}: {m.description}\n{m.reference}\n")
+        for p in m.params:
+            print(f"  {p.name:14s} {p.default:<12.6g} {p.unit:16s} [{p.lower:g}, {p.upper:g}]  {p.source}")
+        return 0
+    if name in list_parameter_sets():
+        try:
+            pset = load_parameter_set(name)
+        except ValueError:
+            raise ValueError(f"{name!r} is a trial, population or scenario file, not a parameter set; see models/{name}.toml") from None
+        print(f"{pset.name} (model {pset.model.name}):")
+        for k, v in pset.params().items():
+            print(f"  {k:14s} {v:<12.6g} {pset.model.params[k].unit:16s} {pset.source_of(k)}")
+        return 0
+    raise ValueError(f"unknown model or parameter set {name!r}; models: {', '.join(MODELS)}; sets: {', '.join(list_parameter_sets())}")
 
 
 def cmd_simulate(args) -> int:
@@ -275,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("models", help="list models, parameter sets and trials with their sources",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  hcvdyn models\n  hcvdyn models | grep pkpd3")
+                       epilog="examples:\n  hcvdyn models\n  hcvdyn models pkpd3              # its parameter table with units and sources\n"
+                       "  hcvdyn models g1_nonresponder    # a parameter set's values and sources")
+    p.add_argument("name", nargs="?", help="a model or parameter set to show in full")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser(
         "simulate", help="simulate the arms of a trial specification",
