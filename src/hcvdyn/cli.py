@@ -205,15 +205,11 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _dict_csv(rows) -> str:
+def _trial_tables(vt):
     from .report import rows_csv
 
-    return rows_csv(rows)
-
-
-def _trial_tables(vt):
     arm_rows = vt.summary_rows()
-    arms_csv = _dict_csv(arm_rows)
+    arms_csv = rows_csv(arm_rows)
     pat_rows = []
     for a, r in vt.arms.items():
         for i in range(r.drop.size):
@@ -268,13 +264,14 @@ def cmd_trial(args) -> int:
 
 def cmd_scenario(args) -> int:
     from .io import write_results
+    from .report import rows_csv
     from .trial import load_scenarios, run_scenarios
 
     sc = load_scenarios(args.spec)
     out = _results_folder(args, sc.name)
     vt, rows = run_scenarios(sc, args.n, args.seed, progress=not args.no_progress, n_boot=args.n_boot)
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
-    comp_csv = _dict_csv(rows)
+    comp_csv = rows_csv(rows)
     meta = _trial_meta(vt, "scenario", {"scenarios": sc.path, "population": sc.population.path, "trial": sc.trial.path},
                        sc.population.model.name, arm_rows, reference_arm=sc.reference_arm, common_patients=True,
                        adherence=dict(sc.adherence), n_boot=args.n_boot)

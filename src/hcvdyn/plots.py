@@ -58,11 +58,7 @@ def plot_arms(sim):
 
     ``sim`` is a :class:`hcvdyn.trial.ArmSimulation`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    matplotlib, plt = _pyplot()
     with matplotlib.rc_context(style()):
         fig, (ax_v, ax_e) = plt.subplots(1, 2, figsize=(7.2, 3.6), layout="constrained")
         colors = arm_colors(sim.trajectories)

@@ -208,12 +208,11 @@ def _mean_ci(x):
     return m, m - h, m + h
 
 
-def _fit_figures(folder: Path, data=None) -> dict:
-    """Figures of a fit folder (curves.csv, parameters.csv, result.json; data from result.json's path)."""
+def _fit_figures(folder: Path, meta: dict, data=None) -> dict:
+    """Figures of a fit folder (curves.csv, parameters.csv and ``meta``, its result.json; data from its path)."""
     from . import plots
     from .data import read_viral_loads
 
-    meta = json.loads((folder / "result.json").read_text())
     data = data if data is not None else read_viral_loads(meta["data"]["path"])
     curves = read_csv(folder / "curves.csv")
     by_id: dict[str, list] = {}
@@ -234,10 +233,13 @@ def _fit_figures(folder: Path, data=None) -> dict:
         model[arm] = (t, *mstats.T)
     figs["arm_trajectories"] = plots.plot_arm_trajectories(observed, model, title="mean decline by arm: data (censored at the "
                                                            "limit) and fitted patients, 95% CI of the mean")
-    w12 = 84.0
+    from .outcomes import OutcomeDefinitions
+
+    defs = OutcomeDefinitions()
+    w12 = 7.0 * defs.evr_week
     drops = {a: np.array([_observed_at(p, w12)[0] for p in data if p.arm == a]) for a in data.arms}
     cens = {a: np.array([_observed_at(p, w12)[1] for p in data if p.arm == a]) for a in data.arms}
-    figs["waterfall"] = plots.plot_waterfall(drops, 2.0, cens)
+    figs["waterfall"] = plots.plot_waterfall(drops, defs.evr_drop_log10, cens, week=int(defs.evr_week))
     params = read_csv(folder / "parameters.csv")
     truth = meta.get("truth", {})
     rows = [{"name": r["name"], "unit": r["unit"], "value": r["value"], "lower": r["wald95_low"], "upper": r["wald95_high"],
@@ -258,7 +260,8 @@ def _report_figures(folder: Path, data=None) -> dict:
     """Figures of a report folder: the fit's, plus VPC, synergy, scenarios and PK/efficacy where their files exist."""
     from . import plots
 
-    figs = _fit_figures(folder, data)
+    meta = json.loads((folder / "result.json").read_text())
+    figs = _fit_figures(folder, meta, data)
     if (folder / "vpc.csv").is_file():
         rows = read_csv(folder / "vpc.csv")
         arms = list(dict.fromkeys(r["arm"] for r in rows))
@@ -273,8 +276,8 @@ def _report_figures(folder: Path, data=None) -> dict:
                     o[k, j] = r["observed"]
                     s[k, :, j] = (r["simulated_median"], r["simulated_lo"], r["simulated_hi"])
             obs[a], sim[a] = (t, o), (t, s)
-        meta = json.loads((folder / "vpc.json").read_text())
-        figs["vpc"] = plots.plot_vpc(obs, sim, meta["lloq_log10"], tuple(int(q) for q in qs))
+        lloq = json.loads((folder / "vpc.json").read_text())["lloq_log10"]
+        figs["vpc"] = plots.plot_vpc(obs, sim, lloq, tuple(int(q) for q in qs))
     if (folder / "synergy.json").is_file():
         syn = json.loads((folder / "synergy.json").read_text())
         s = syn["surface"]
@@ -291,7 +294,6 @@ def _report_figures(folder: Path, data=None) -> dict:
             model[a] = tuple(np.array([r[k] for r in rs]) for k in ("day", "median_drop", "p05_drop", "p95_drop"))
         figs["virtual_trajectories"] = plots.plot_arm_trajectories(
             None, model, unit="weeks", title="virtual trial: median decline and 5-95% of patients")
-    meta = json.loads((folder / "result.json").read_text())
     pk = meta.get("report", {}).get("pk_trial")
     if pk:
         from .io import load_trial
@@ -303,10 +305,7 @@ def _report_figures(folder: Path, data=None) -> dict:
 
 def figures_from_folder(folder, formats=("pdf", "svg", "png")) -> list[Path]:
     """Redraw the figures of a fit or report results folder into FOLDER/figures (replacing that subfolder only)."""
-    import shutil
-    import tempfile
-
-    from .plots import save_figure
+    from .io import write_results
 
     folder = Path(folder)
     meta_path = folder / "result.json"
@@ -316,18 +315,25 @@ def figures_from_folder(folder, formats=("pdf", "svg", "png")) -> list[Path]:
     if meta.get("command") != "fit":
         raise ValueError(f"{folder}: figures are drawn from fit and report folders; this one is from hcvdyn {meta.get('command')!r}")
     figs = _report_figures(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=".figures.tmp-", dir=folder))
     try:
-        paths = [p for name, fig in figs.items() for p in save_figure(fig, tmp / name, formats)]
+        write_results(folder / "figures", {name: _figure_writer(fig, formats) for name, fig in figs.items()}, force=True)
+    finally:
         _close(figs)
-        dest = folder / "figures"
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return [dest / p.name for p in paths]
+    return [folder / "figures" / f"{name}.{fmt}" for name in figs for fmt in formats]
+
+
+def _figure_writer(fig, formats=("pdf", "svg", "png")):
+    """A :func:`hcvdyn.io.write_results` writer saving ``fig`` under its destination stem in every format."""
+    from .plots import save_figure
+
+    return lambda dest: save_figure(fig, dest, formats)
+
+
+def _close(figs) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig in figs.values():
+        plt.close(fig)
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -354,7 +360,6 @@ def _stage(msg: str, progress: bool) -> None:
 def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_virtual: int = 500, seed: int = 2026,
                 progress: bool = True) -> Path:
     """Fit ``spec_path`` (fits/NAME.toml), estimate synergy, predict outcomes, run its scenarios; write the report folder."""
-    from . import plots
     from .data import read_viral_loads
     from .diagnostics import prediction_bands, vpc
     from .fit import fit_trial
@@ -434,33 +439,15 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
 
     _stage("figures", progress)
     with tempfile.TemporaryDirectory() as stage_dir:
-        stage = Path(stage_dir)
-        for name, content in files.items():
-            (stage / name).write_text(content if isinstance(content, str) else json.dumps(content, default=_json))
-        figs = _report_figures(stage, data)
+        figs = _report_figures(write_results(Path(stage_dir) / "files", files), data)
     for name, fig in figs.items():
-        files[f"figures/{name}"] = (lambda f, n: (lambda dest: plots.save_figure(f, dest.with_name(n))))(fig, name)
+        files[f"figures/{name}"] = _figure_writer(fig)
     files["report.md"] = _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, files.get("synergy.json"), comp_rows, figs)
     try:
         write_results(out, files, force=force)
     finally:
         _close(figs)
     return out
-
-
-def _close(figs) -> None:
-    import matplotlib.pyplot as plt
-
-    for fig in figs.values():
-        plt.close(fig)
-
-
-def _json(obj):
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj))
 
 
 def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_rows, figs) -> str:
