@@ -136,7 +136,7 @@ def test_fit_bad_spec_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("command", ["models", "simulate", "fit", "trial", "scenario", "figures", "report"])
+@pytest.mark.parametrize("command", ["models", "simulate", "fit", "sse", "trial", "scenario", "figures", "report"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

@@ -42,6 +42,59 @@ def test_nonmem_layout_skips_dose_rows(tmp_path):
     assert p.log10_vl[2] == pytest.approx(math.log10(15))
 
 
+NONMEM_DOSED = """ID,TIME,DV,EVID,AMT,CMT,ADDL,II,MDV
+1,0,.,1,105,1,11,7,1
+1,0,.,1,500,2,167,0.5,1
+1,0,6.4,0,0,3,0,0,0
+1,2,5.5,0,0,3,0,0,0
+1,7,.,1,400,4,0,0,1
+1,14,1.1,0,0,3,0,0,0
+2,0,6.0,0,0,3,0,0,0
+2,1,5.8,0,0,3,0,0,0
+"""
+
+
+def test_nonmem_dose_rows_become_each_patients_dose_records(tmp_path):
+    from hcvdyn.dosing import Regimen, dose_arrays
+
+    ds = read_viral_loads(write(tmp_path, NONMEM_DOSED), dose_cmt={1: "pegifn", 2: "ribavirin", 4: "celgosivir"})
+    p1, p2 = ds.patients
+    assert p2.doses == () and p1.n_obs == 3
+    doses = {d.drug: d for d in p1.doses}
+    assert doses["ribavirin"].times == tuple(0.5 * k for k in range(168)) and set(doses["ribavirin"].amounts) == {500.0}
+    assert doses["celgosivir"].times == (7.0,)
+    # the ADDL expansion equals the weekly regimen it encodes (1.5 ug/kg at 70 kg, 12 weeks)
+    drugs = ("peginterferon_alfa2b", "ribavirin", "celgosivir")
+    ours = dose_arrays(p1.doses, drugs)["peginterferon_alfa2b"]
+    reg = dose_arrays([Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7.0, stop_day=84)], drugs)["peginterferon_alfa2b"]
+    np.testing.assert_allclose(ours, reg)
+    # celgosivir's amounts are converted to castanospermine, as a Regimen's are
+    cel = Regimen("celgosivir", 400.0, "mg", 1.0, start_day=7, stop_day=8)
+    np.testing.assert_allclose(dose_arrays(p1.doses, drugs)["celgosivir"], dose_arrays([cel], drugs)["celgosivir"])
+    # without a compartment map the dose rows are skipped, as before
+    assert read_viral_loads(write(tmp_path, NONMEM_DOSED)).patients[0].doses == ()
+
+
+@pytest.mark.parametrize(
+    "row,match",
+    [
+        ("1,0,.,1,100,9,0,0,1", r":2: column CMT: compartment 9 is not in dose_cmt"),
+        ("1,0,.,1,-5,1,0,0,1", r":2: column AMT: negative dose -5"),
+        ("1,0,.,1,100,1,3,0,1", r":2: column II: ADDL = 3 further doses need an interval II > 0"),
+        ("1,0,.,1,100,1,1.5,7,1", r":2: column ADDL: ADDL = 1.5 must be a whole number"),
+        ("1,0,.,1,abc,1,0,0,1", r":2: column AMT: 'abc' is not a number"),
+        ("3,0,.,1,100,1,0,0,1", r":2: column id: patient 3 has dose rows but no observations"),
+    ],
+)
+def test_bad_nonmem_dose_rows_name_file_line_and_column(tmp_path, row, match):
+    text = "ID,TIME,DV,EVID,AMT,CMT,ADDL,II,MDV\n" + row + "\n1,0,6.4,0,0,3,0,0,0\n"
+    with pytest.raises(ValueError, match=match) as e:
+        read_viral_loads(write(tmp_path, text), dose_cmt={1: "pegifn"})
+    assert str(tmp_path / "vl.csv") in str(e.value)
+    with pytest.raises(ValueError, match="RATE = 10: infusions"):
+        read_viral_loads(write(tmp_path, "ID,TIME,DV,EVID,AMT,CMT,RATE\n1,0,.,1,100,1,10\n1,0,6,0,,,\n"), dose_cmt={1: "pegifn"})
+
+
 def test_declared_units(tmp_path):
     ds = read_viral_loads(write(tmp_path, "id,time,vl\na,0,6.0\na,24,5.0\n"), time_unit="hour", vl_scale="log10")
     np.testing.assert_array_equal(ds.patients[0].t_days, [0, 1])

@@ -191,12 +191,25 @@ def test_trial_jacobian_matches_central_differences(trial_data):
 
 
 @pytest.mark.slow
-def test_trial_fit_recovers_shared_and_per_arm_effects(trial_data):
-    fit = fit_trial(AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, **TRIAL_SPEC)
+def test_trial_fit_reaches_the_optimum_and_recovers_shared_and_per_arm_effects(trial_data):
+    """Every start reaches one optimum, at least as good as a fit started at the truth, and the estimates lie
+    within 3 SE of the truth. (Coverage of 95% intervals is a property over replicates: tests/test_sse.py.)
+
+    From the given start, a joint trust-region fit alone stalls with patient p19 at -2 log L 492 (delta 0.73
+    against its own optimum 0.32) and a total of 708.8 against 213.3; the per-patient refinement
+    (``TrialFit.refined``) is what reaches the optimum. Started at the truth, the fit ends in another local
+    optimum (218.5): with a parameter pair per patient and censored samples the likelihood is multimodal."""
+    fit = fit_trial(AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, n_starts=3, seed=2, **TRIAL_SPEC)
     assert fit.success, fit.message
-    for name, truth in (("eps", 0.9), ("rho", 0.4), ("phi__triple", 0.5)):
-        lo, hi = fit.interval(name)
-        assert lo <= truth <= hi, (name, fit.values[name], lo, hi)
+    # three starts (the given one, two with the drug effects drawn in their bounds); the best one is kept
+    assert len(fit.start_objectives) == 3 and fit.objective == min(fit.start_objectives)
+    assert np.ptp(fit.start_objectives) < 1e-3 and "p19" in fit.refined
+    truth = {"eps": 0.9, "rho": 0.4, "phi__triple": 0.5}
+    at_truth = fit_trial(AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]},
+                         **{**TRIAL_SPEC, "params": {"eps": 0.9, "rho": 0.4, "phi": 0.5}})
+    assert fit.objective <= at_truth.objective + 1e-3
+    for name, true in truth.items():
+        assert abs(fit.values[name] - true) < 3 * fit.stderr[name], (name, fit.values[name], fit.stderr[name])
     assert "phi__control" not in fit.values  # fixed at 0 where no celgosivir is given
     assert fit.n_patients == 40 and fit.n_obs == sum(p.n_obs for p in trial_data)
 
@@ -215,6 +228,8 @@ def test_trial_fit_bad_input(trial_data):
         fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), per_arm={"phi": ["double"]})
     with pytest.raises(ValueError, match="listed in more than one"):
         fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), shared=("delta",))
+    with pytest.raises(ValueError, match="n_starts = 0 must be >= 1"):
+        fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), n_starts=0)
 
 
 # ---- the bundled synthetic trial -----------------------------------------------------------------
@@ -299,3 +314,14 @@ def test_pkpd_patient_fit_with_regimens():
     for k, v in truth.items():
         lo, hi = fit.interval(k)
         assert lo <= v <= hi, (k, fit.params[k], lo, hi)
+    # the same doses as NONMEM dose rows (data file's dose records instead of regimens): the same fit
+    from hcvdyn.dosing import DoseRecord
+
+    records = tuple(DoseRecord(r.drug, tuple(r._scheduled_times()), (1.5 * 70 if r.unit == "ug/kg" else r.dose,) * r._scheduled_times().size)
+                    for r in regs)
+    p_dosed = PatientData("pk1", "triple", days, p.log10_vl, cens, p.lloq_log10, doses=records)
+    fit2 = fit_patient(model, p_dosed, tuple(truth), {"log10_V0": 6.0, "delta": 0.15, "ifn_ec50": 0.2}, sigma=0.1)
+    for k in truth:
+        assert fit2.params[k] == pytest.approx(fit.params[k], rel=1e-9)
+    with pytest.raises(ValueError, match="dose records from its data file and regimens were given"):
+        fit_patient(model, p_dosed, tuple(truth), regimens=regs)

@@ -128,6 +128,11 @@ eps = ["a"]
         ("[options]\nresidual_sd = -1.0", "residual_sd = -1.0 must be > 0"),
         ("[parameters]\neps = 2.0", r"\[parameters\]: parameter 'eps' = 2.0 outside"),
         ("[free.per_arm]\nphi = ['a']\n[options]\nsigma = 0.2", r"\[options\]: unknown key\(s\) \['sigma'\]"),
+        ("[options]\nn_starts = 0", r"\[options\] n_starts = 0 must be an integer >= 1"),
+        ("[options]\nseed = 1.5", r"\[options\] seed = 1.5 must be an integer >= 0"),
+        ("[dose_cmt]\n1 = 'ribavirin'", r"\[dose_cmt\] 1: model agi_constant has no PK-mode drug 'ribavirin'"),
+        ("[dose_cmt]\n1 = 'aspirin'", r"\[dose_cmt\] 1: .*aspirin"),
+        ("[dose_cmt]\nx = 'ribavirin'", r"\[dose_cmt\] write compartment number"),
     ],
 )
 def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
@@ -146,3 +151,17 @@ def test_bundled_fit_spec_loads():
     spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/phase2_synthetic.toml")
     assert spec.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
     assert spec.bounds == {"delta": (1e-3, 2.0)} and spec.sigma == 0.2
+
+
+def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
+    """A PK-mode model needs the arms' regimens, or a [dose_cmt] table that doses each patient from its data."""
+    from hcvdyn.io import load_fit_spec
+
+    (tmp_path / "d.csv").write_text("ID,TIME,DV,EVID,AMT,CMT,ADDL,II\n1,0,,1,500,2,3,0.5\n1,0,6.1,0,,,,\n1,1,5.9,0,,,,\n")
+    text = 'data = "d.csv"\nmodel = "pkpd3"\n[free]\nindividual = ["log10_V0"]\n'
+    with pytest.raises(ValueError, match=r"give a trial .* or a \[dose_cmt\] table"):
+        load_fit_spec(write(tmp_path, text, name="a.toml"))
+    spec = load_fit_spec(write(tmp_path, text + '[dose_cmt]\n2 = "rbv"\n[options]\nn_starts = 3\nseed = 4\n', name="b.toml"))
+    assert spec.dose_cmt == {2: "ribavirin"} and (spec.n_starts, spec.seed) == (3, 4)
+    (p,) = spec.read_data().patients
+    assert [d.drug for d in p.doses] == ["ribavirin"] and p.doses[0].times == (0.0, 0.5, 1.0, 1.5)

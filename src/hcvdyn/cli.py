@@ -1,4 +1,4 @@
-"""Command line: ``hcvdyn models``, ``simulate``, ``fit``, ``trial``, ``scenario``, ``figures`` and ``report``.
+"""Command line: ``hcvdyn models``, ``simulate``, ``fit``, ``sse``, ``trial``, ``scenario``, ``figures`` and ``report``.
 
 User errors print one line (``hcvdyn: error: ...``) and exit with status 2, without a traceback.
 """
@@ -144,7 +144,6 @@ def cmd_simulate(args) -> int:
 def cmd_fit(args) -> int:
     import numpy as np
 
-    from .data import read_viral_loads
     from .diagnostics import prediction_bands
     from .fit import fit_trial
     from .io import load_fit_spec, write_results
@@ -153,7 +152,7 @@ def cmd_fit(args) -> int:
 
     spec = load_fit_spec(args.spec)
     out = _results_folder(args, spec.name)
-    data = read_viral_loads(spec.data_path)
+    data = spec.read_data()
     options = SolverOptions(atol=spec.atol)
     regs = spec.regimens_by_arm or {a: () for a in data.arms}
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
@@ -161,7 +160,7 @@ def cmd_fit(args) -> int:
         spec.model, data, regs, individual=spec.individual,
         shared=spec.shared, per_arm=spec.per_arm, params=spec.params, sigma=spec.sigma, weight_kg=spec.weight_kg,
         options=options, max_nfev=spec.max_nfev, outside=spec.outside, bounds=spec.bounds,
-        profile=tuple(n for n in (args.profile or "").split(",") if n),
+        profile=tuple(n for n in (args.profile or "").split(",") if n), n_starts=spec.n_starts, seed=spec.seed,
     )
     rows, meta = fit_tables(spec, data, fit)
     last = max(p.t_days[-1] for p in data)
@@ -193,6 +192,40 @@ def cmd_figures(args) -> int:
     paths = figures_from_folder(args.folder, formats)
     names = sorted({p.stem for p in paths})
     print(f"wrote {len(names)} figures to {Path(args.folder) / 'figures'}/ ({', '.join(formats)}): {', '.join(names)}")
+    return 0
+
+
+def cmd_sse(args) -> int:
+    from . import __version__
+    from .io import file_sha256, load_fit_spec, write_results
+    from .report import rows_csv
+    from .sse import recovery_study
+
+    spec = load_fit_spec(args.spec)
+    truth = args.truth or spec.report.get("truth")
+    if not truth:
+        raise ValueError(f"{args.spec}: no truth file: give --truth or a [report] truth entry")
+    if not Path(truth).is_file():
+        raise FileNotFoundError(f"truth file {truth}: no such file")
+    out = _results_folder(args, f"sse_{spec.name}")
+    study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress)
+    meta = {
+        "hcvdyn_version": __version__, "command": "sse",
+        "spec": {"path": spec.path, "sha256": file_sha256(spec.path)}, "truth": {"path": str(truth), "sha256": file_sha256(truth)},
+        "model": spec.model.name, "options": {"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds),
+                                              "level": study.level, "profile": args.profile},
+        "truth_values": study.truth, "summary": list(study.summary),
+    }
+    write_results(out, {"replicates.csv": rows_csv(list(study.rows)), "summary.csv": rows_csv(list(study.summary)),
+                        "result.json": meta}, force=args.force)
+    print(f"wrote {out}/ (replicates.csv, summary.csv, result.json)")
+    for r in study.summary:
+        cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
+        if "profile_coverage" in r:
+            cov += f", profile {100 * r['profile_coverage']:.0f}%"
+        print(f"  {r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', float('nan')):.4g}  bias {r.get('bias', float('nan')):+.4f}  "
+              f"SD {r.get('empirical_sd', float('nan')):.4f}  mean SE {r.get('mean_se', float('nan')):.4f}  {cov}  "
+              f"({r['n_converged']}/{r['n_replicates']} converged)")
     return 0
 
 
@@ -321,6 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default results/<spec name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "sse", help="stochastic simulation and estimation: refit replicate synthetic trials, report bias and coverage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  hcvdyn sse fits/phase2_synthetic.toml --n 50\n"
+        "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force",
+    )
+    p.add_argument("spec", help="fit specification (TOML); its [report] truth file simulates the replicates unless --truth")
+    p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
+    p.add_argument("--n", type=_positive_int, default=50, help="replicate trials (default 50, at least 2)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the first replicate; replicate i uses seed + i (default 1)")
+    p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower)")
+    p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")
+    p.add_argument("--out", help="results folder (default results/sse_<spec name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.set_defaults(func=cmd_sse)
 
     p = sub.add_parser(
         "trial", help="run a virtual trial: a population (models/) under a trial's arms",

@@ -10,9 +10,13 @@ Two layouts are read (one row per sample; header names are case-insensitive):
   A limit written as ``<15`` is always in IU/mL, whatever the scale of the load column.
   Any other numeric column is kept as a covariate.
 * **NONMEM**: ``ID``, ``TIME``, ``DV``, optional ``CENS``, ``LLOQ``, ``MDV``, ``EVID``, ``AMT``,
-  ``CMT``; rows with ``EVID`` != 0 or ``MDV`` = 1 are dosing or non-observation rows and are skipped
-  (dosing comes from the regimens of a fit specification). DV is log10 IU/mL unless ``vl_scale``
-  says otherwise; TIME is in ``time_unit`` (default days).
+  ``CMT``, ``ADDL``, ``II``, ``RATE``, ``SS``. DV is log10 IU/mL unless ``vl_scale`` says otherwise;
+  TIME (and II) are in ``time_unit`` (default days). Dose rows (``EVID`` 1 or 4; without an EVID
+  column, a non-zero ``AMT``) become the patient's :class:`~hcvdyn.dosing.DoseRecord` s when
+  ``dose_cmt`` maps each ``CMT`` to a drug: AMT is in the drug's dose unit (ug peginterferon, mg
+  otherwise), ``ADDL`` further doses follow every ``II``; infusions (RATE) and steady-state doses
+  (SS) are refused. Without ``dose_cmt`` dose rows are skipped and the fit uses the arms' regimens.
+  Other rows with ``EVID`` != 0 or ``MDV`` = 1 are skipped.
 
 Censored samples carry the log10 limit as their value and ``censored = True`` (M3 method, Beal 2001).
 Lines starting with ``#`` before the header are comments (provenance). Every problem is reported as
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from .dosing import DoseRecord
 
 __all__ = ["PatientData", "Dataset", "read_viral_loads", "CENSORED_WORDS"]
 
@@ -48,6 +54,7 @@ class PatientData:
     lloq_log10: np.ndarray
     group: str = ""
     covariates: Mapping[str, float] = field(default_factory=dict)
+    doses: tuple[DoseRecord, ...] = ()  # doses as given (NONMEM dose rows); empty: the arm's regimens apply
 
     @property
     def n_obs(self) -> int:
@@ -90,13 +97,59 @@ def _num(text: str, where: str) -> float:
     return v
 
 
+def _nonzero(text: str) -> bool:
+    try:
+        return float(text) != 0.0
+    except ValueError:
+        return bool(text)  # not a number: read as a dose row, where _dose_row names the problem
+
+
+def _id_time(cell, at, id_col, t_col, t_factor) -> tuple[str, float]:
+    """A row's patient id and time in days; _Err for an empty id or a negative time."""
+    pid = cell(id_col)
+    if not pid:
+        raise _Err(f"{at(id_col)}: empty patient id")
+    t = _num(cell(t_col), at(t_col)) * t_factor
+    if t < 0:
+        raise _Err(f"{at(t_col)}: negative time {cell(t_col)}")
+    return pid, t
+
+
+def _dose_row(cell, col, at, dose_cmt, t_factor, dosed, lineno, id_col, t_col) -> None:
+    """One NONMEM dose row (with its ADDL repeats) into ``dosed``; _Err names the line and column."""
+    pid, t = _id_time(cell, at, id_col, t_col, t_factor)
+    for name in ("rate", "ss"):
+        if name in col and cell(name) not in ("", "0", "0.0"):
+            raise _Err(f"{at(name.upper())}: {name.upper()} = {cell(name)}: infusions and steady-state doses are not supported (give bolus doses)")
+    if "cmt" not in col or not cell("cmt"):
+        raise _Err(f"{at('CMT')}: a dose row needs its compartment (CMT) to know the drug")
+    cmt = _num(cell("cmt"), at("CMT"))
+    if cmt != int(cmt) or int(cmt) not in dose_cmt:
+        raise _Err(f"{at('CMT')}: compartment {cell('cmt')} is not in dose_cmt {dict(sorted(dose_cmt.items()))}")
+    amt = _num(cell("amt") if "amt" in col else "", at("AMT"))
+    if amt < 0:
+        raise _Err(f"{at('AMT')}: negative dose {cell('amt')}")
+    addl = _num(cell("addl"), at("ADDL")) if "addl" in col and cell("addl") else 0.0
+    if addl < 0 or addl != int(addl):
+        raise _Err(f"{at('ADDL')}: ADDL = {cell('addl')} must be a whole number >= 0")
+    ii = _num(cell("ii"), at("II")) * t_factor if "ii" in col and cell("ii") else 0.0
+    if addl > 0 and ii <= 0:
+        raise _Err(f"{at('II')}: ADDL = {int(addl)} further doses need an interval II > 0")
+    rec = dosed.setdefault(pid, {"first": lineno})
+    rec.setdefault(dose_cmt[int(cmt)], []).extend((t + k * ii, amt) for k in range(int(addl) + 1))
+
+
 def read_viral_loads(
     path: str | os.PathLike,
     time_unit: str | None = None,
     vl_scale: str | None = None,
     default_lloq: float | None = None,
+    dose_cmt: Mapping[int, str] | None = None,
 ) -> Dataset:
-    """Read and validate a viral-load CSV (module docstring); ValueError names file, line and column."""
+    """Read and validate a viral-load CSV (module docstring); ValueError names file, line and column.
+
+    dose_cmt: NONMEM compartment number -> drug name, to read dose rows as each patient's doses.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -145,7 +198,12 @@ def read_viral_loads(
     known = {id_col, t_col, vl_col, "arm", "group", "cens", "lloq", "mdv", "evid", "amt", "cmt", "rate", "ss", "ii", "addl"}
     cov_cols = [h for h in header if h not in known and h]
 
+    if dose_cmt is not None:
+        from .drugs import get_drug
+
+        dose_cmt = {int(k): get_drug(v).name for k, v in dose_cmt.items()}
     series: dict[str, dict] = {}
+    dosed: dict[str, dict] = {}  # patient id -> {"first": line, drug: [(t, amount), ...]}
     for lineno, row in enumerate(rows[skip + 1 :], start=header_line + 1):
         if not row or all(not c.strip() for c in row):
             continue
@@ -155,16 +213,16 @@ def read_viral_loads(
             cell = lambda name: row[col[name]].strip()  # noqa: E731
             at = lambda name: f"{path}:{lineno}: column {name}"  # noqa: E731
             if nonmem:
-                if "evid" in col and cell("evid") not in ("", "0"):
+                evid = cell("evid") if "evid" in col else ""
+                is_dose = evid in ("1", "4") or (not evid and "amt" in col and _nonzero(cell("amt")))
+                if is_dose and dose_cmt is not None:
+                    _dose_row(cell, col, at, dose_cmt, t_factor, dosed, lineno, id_col, t_col)
+                    continue
+                if evid not in ("", "0") or is_dose:
                     continue
                 if "mdv" in col and cell("mdv") not in ("", "0"):
                     continue
-            pid = cell(id_col)
-            if not pid:
-                raise _Err(f"{at(id_col)}: empty patient id")
-            t = _num(cell(t_col), at(t_col)) * t_factor
-            if t < 0:
-                raise _Err(f"{at(t_col)}: negative time {cell(t_col)}")
+            pid, t = _id_time(cell, at, id_col, t_col, t_factor)
             lloq = None
             if lloq_col and cell(lloq_col):
                 lloq = _num(cell(lloq_col), at(lloq_col))
@@ -234,10 +292,15 @@ def read_viral_loads(
             raise ValueError(str(e)) from None
     if not series:
         raise ValueError(f"{path}: no observation rows")
+    for pid, d in dosed.items():
+        if pid not in series:
+            raise ValueError(f"{path}:{d['first']}: column {id_col}: patient {pid} has dose rows but no observations")
     patients = tuple(
         PatientData(
             id=pid, arm=r["arm"], group=r["group"], t_days=np.array(r["t"]), log10_vl=np.array(r["y"]),
             censored=np.array(r["c"], bool), lloq_log10=np.array(r["l"]), covariates=r["cov"],
+            doses=tuple(DoseRecord(drug, tuple(t for t, _ in ds), tuple(a for _, a in ds))
+                        for drug, ds in dosed.get(pid, {}).items() if drug != "first"),
         )
         for pid, r in series.items()
     )

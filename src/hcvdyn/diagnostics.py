@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dosing import Regimen, batch_dose_arrays
+from .dosing import Regimen, batch_dose_arrays, patient_regimens
 from .fit import TrialFit
 from .models import HCVModel
 from .solve import SolverOptions, log10_load
@@ -54,7 +54,8 @@ def _design(model: HCVModel, fit: TrialFit, patients, regimens_by_arm, weight_kg
     names = fit.local_names
     theta = np.array([[fit.patient_params[p.id][k] for k in names] for p in patients], dtype=float).reshape(len(patients), len(names))
     fixed = {k: np.array([fit.patient_params[p.id][k] for p in patients]) for k in model.params.names if k not in names}
-    doses = batch_dose_arrays([regimens_by_arm.get(p.arm, ()) for p in patients], model.pk_drugs, [weight_kg] * len(patients))
+    regs = {**{p.arm: () for p in patients}, **regimens_by_arm}  # an arm without regimens: no doses (constant mode)
+    doses = batch_dose_arrays([patient_regimens(p, regs) for p in patients], model.pk_drugs, [weight_kg] * len(patients))
     return names, theta, fixed, doses
 
 

@@ -1,7 +1,8 @@
 """Dosing regimens as data, and their expansion into dose times and amounts.
 
 A :class:`Regimen` is one drug given at a fixed interval between a start and a stop day, with an
-optional loading dose, missed doses and dose changes. :func:`dose_arrays` turns the regimens of one
+optional loading dose, missed doses and dose changes; a :class:`DoseRecord` is the doses one patient
+actually took (e.g. the dose rows of a NONMEM data file). :func:`dose_arrays` turns the regimens of one
 patient into padded arrays ready for :func:`hcvdyn.pk.post_dose_states`, and :func:`batch_dose_arrays`
 stacks many patients with a common length so that one compiled solver serves them all.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from .drugs import get_drug
 
-__all__ = ["Regimen", "dose_arrays", "batch_dose_arrays", "regimen_from_dict"]
+__all__ = ["Regimen", "DoseRecord", "dose_arrays", "batch_dose_arrays", "regimen_from_dict", "patient_regimens"]
 
 _TIME_TOL = 1e-9
 
@@ -146,6 +147,46 @@ class Regimen:
         return d
 
 
+@dataclass(frozen=True)
+class DoseRecord:
+    """Doses of one drug as given: times (days, >= 0) and amounts of the administered compound in the
+    drug's ``dose_unit`` (ug peginterferon, mg otherwise; the unit of NONMEM's AMT). Sorted by time."""
+
+    drug: str
+    times: tuple[float, ...]
+    amounts: tuple[float, ...]
+
+    def __post_init__(self):
+        drug = get_drug(self.drug)
+        where = f"dose record of {drug.name}"
+        object.__setattr__(self, "drug", drug.name)
+        if len(self.times) != len(self.amounts):
+            raise ValueError(f"{where}: {len(self.times)} times but {len(self.amounts)} amounts")
+        t = np.array([_finite("dose time", x, where) for x in self.times], float)
+        a = np.array([_finite("amount", x, where) for x in self.amounts], float)
+        if np.any(t < 0):
+            raise ValueError(f"{where}: dose time {t[t < 0][0]} is negative")
+        if np.any(a < 0):
+            raise ValueError(f"{where}: amount {a[a < 0][0]} is negative")
+        order = np.argsort(t, kind="stable")
+        object.__setattr__(self, "times", tuple(map(float, t[order])))
+        object.__setattr__(self, "amounts", tuple(map(float, a[order])))
+
+    def doses(self, weight_kg: float = 70.0) -> tuple[np.ndarray, np.ndarray]:
+        """Dose times (days) and amounts of the active moiety (the drug's ``amount_unit``)."""
+        return np.array(self.times), np.array(self.amounts) * get_drug(self.drug).dose_factor
+
+
+def patient_regimens(patient, regimens_by_arm: Mapping[str, Sequence[Regimen]], where: str = "fit"):
+    """The dosing of one patient: its own dose records if its data file has them, else its arm's regimens."""
+    if getattr(patient, "doses", ()):
+        return tuple(patient.doses)
+    if patient.arm not in regimens_by_arm:
+        raise ValueError(f"{where}: no regimens for arm {patient.arm!r} of patient {patient.id} (and no dose records in its data); "
+                         f"arms with regimens: {sorted(regimens_by_arm)}")
+    return tuple(regimens_by_arm[patient.arm])
+
+
 def regimen_from_dict(d: Mapping, where: str = "regimen") -> Regimen:
     """Build a Regimen from a TOML/JSON table; unknown keys raise ValueError naming them."""
     known = {"drug", "dose", "unit", "interval_days", "start_day", "stop_day", "route", "loading_dose", "missed_days", "changes"}
@@ -199,10 +240,11 @@ def dose_arrays(
     """
     drugs = tuple(get_drug(d).name for d in drugs)
     for r in regimens:
-        if not isinstance(r, Regimen):
-            raise ValueError(f"expected Regimen objects, got {type(r).__name__}")
+        if not isinstance(r, (Regimen, DoseRecord)):
+            raise ValueError(f"expected Regimen or DoseRecord objects, got {type(r).__name__}")
         if r.drug not in drugs:
-            raise ValueError(f"regimen of {r.drug} given, but the model has no PK-mode drug {r.drug!r} (it has {drugs})")
+            kind = "regimen" if isinstance(r, Regimen) else "dose record"
+            raise ValueError(f"{kind} of {r.drug} given, but the model has no PK-mode drug {r.drug!r} (it has {drugs})")
     out = {}
     for name in drugs:
         t, a = _merge(regimens, name, weight_kg)

@@ -111,22 +111,24 @@ def wald_interval(value: float, se: float, level: float = 0.95) -> tuple[float, 
     return value - q * se, value + q * se
 
 
-def _starts(model: HCVModel, free: Sequence[str], first: Mapping[str, float], n: int, seed: int) -> np.ndarray:
-    """First row = ``first``; the rest drawn within each parameter's bounds (log-uniform for log-scale ones)."""
+def _draw_start(p, first: float, lo: float, hi: float, rng) -> float:
+    """One start within [lo, hi]: log-uniform over first/10..first*10 (log-scale), else first +/- a quarter of the range."""
+    if p.scale == "log":
+        lo, hi = max(lo, first / 10), min(hi, first * 10)
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    width = 0.25 * (hi - lo)
+    return float(np.clip(first + rng.uniform(-width, width), lo, hi))
+
+
+def _starts(model: HCVModel, free: Sequence[str], first: Mapping[str, float], n: int, seed: int,
+            bounds: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """First row = ``first``; the rest drawn within each parameter's bounds (see :func:`_draw_start`)."""
     rng = np.random.default_rng(seed)
+    bounds = bounds or {}
     rows = [[first[k] for k in free]]
     for _ in range(n - 1):
-        row = []
-        for k in free:
-            p = model.params[k]
-            lo, hi = p.lower, p.upper
-            if p.scale == "log":
-                lo, hi = max(lo, first[k] / 10), min(hi, first[k] * 10)
-                row.append(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-            else:
-                width = 0.25 * (hi - lo)
-                row.append(float(np.clip(first[k] + rng.uniform(-width, width), lo, hi)))
-        rows.append(row)
+        rows.append([_draw_start(model.params[k], first[k], *bounds.get(k, (model.params[k].lower, model.params[k].upper)), rng)
+                     for k in free])
     return np.array(rows)
 
 
@@ -147,6 +149,7 @@ def fit_patient(
     """Fit the ``free`` parameters of ``model`` to one patient by M3 maximum likelihood (lmfit least_squares).
 
     params: values of fixed parameters and starting values of free ones (defaults otherwise).
+    regimens: the patient's dosing; default: its dose records (``patient.doses``), if its data file has them.
     sigma: residual SD in log10 IU/mL (default 0.2, Nyberg et al. 2014). n_starts > 1 adds starts drawn
     within the bounds (seeded) and keeps the best; the spread of optima is in ``start_objectives``.
     bounds: per-parameter (lower, upper) narrowing the declared admissible range.
@@ -168,6 +171,9 @@ def fit_patient(
     if patient.n_obs < len(free) or patient.t_days[-1] <= 0:
         raise ValueError(f"{where}: {patient.n_obs} samples (last at day {patient.t_days[-1]:g}) cannot inform {len(free)} free parameters")
 
+    if patient.doses and regimens:
+        raise ValueError(f"{where}: the patient has dose records from its data file and regimens were given; use one")
+    regimens = tuple(regimens) or tuple(patient.doses)
     res_f, jac_f = residual_fn(model, free, options)
     fixed = {k: jnp.float64(v) for k, v in values.items() if k not in free}
     doses = {k: (jnp.asarray(a), jnp.asarray(b)) for k, (a, b) in dose_arrays(regimens, model.pk_drugs, weight_kg).items()}
@@ -183,7 +189,7 @@ def fit_patient(
     def jacobian(pars):
         return np.array(jac_f(theta_of(pars), fixed, doses, *data)[:n])  # writable copy for lmfit
 
-    starts = _starts(model, free, values, max(1, n_starts), seed)
+    starts = _starts(model, free, values, max(1, n_starts), seed, bounds)
     best, objectives = None, []
     for row in starts:
         pars = lmfit.Parameters()
@@ -245,6 +251,8 @@ class TrialFit:
     local_names: tuple[str, ...] = ()  # model parameters that vary between patients or arms
     patient_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # id -> global name of each local one
     profile_trace: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)  # (theta, delta -2logL)
+    start_objectives: tuple[float, ...] = ()  # -2 log L (+const) reached from each start (inf: that start failed)
+    refined: tuple[str, ...] = ()  # patients refitted alone after the joint fit stalled far from their optimum
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error."""
@@ -293,9 +301,13 @@ def fit_trial(
     max_nfev: int = 200,
     profile: Sequence[str] = (),
     level: float = 0.95,
+    n_starts: int = 1,
+    seed: int = 0,
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
 
+    regimens_by_arm: each arm's regimens; a patient with dose records in its data (``PatientData.doses``,
+        NONMEM dose rows) is dosed by those instead.
     individual: parameters estimated per patient (e.g. log10_V0, delta).
     shared: one value for all patients (e.g. a drug's EC50), or a mapping name -> arms in which that one
         value applies (fixed in the other arms, e.g. ribavirin's rho where ribavirin is not given).
@@ -306,6 +318,13 @@ def fit_trial(
     constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
     profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
     profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`.
+    n_starts > 1 refits from further starts in which the shared and per-arm values are drawn within their
+    bounds (seeded by ``seed``, see :func:`_draw_start`; per-patient starts stay at ``params``, where every
+    patient has a chronic steady state) and keeps the best; ``TrialFit.start_objectives`` holds each
+    start's -2 log L, so a spread shows local optima.
+    After each joint fit, patients whose -2 log L exceeds the 99% chi-square quantile of their sample count
+    are refitted alone (others fixed) and, if that improves them, the joint fit is repeated from there
+    (``TrialFit.refined`` names them; see ``local.refine`` of :func:`build_trial_problem`).
     Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and
     Jacobian blocks of all patients come from one jitted, vmapped call; the full Jacobian is assembled
     from the per-patient blocks.
@@ -313,7 +332,36 @@ def fit_trial(
     pars, residual, jacobian, n_obs, local = build_trial_problem(
         model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside, bounds
     )
-    out = _least_squares(residual, jacobian, pars, max_nfev)
+    if n_starts < 1:
+        raise ValueError(f"fit_trial: n_starts = {n_starts} must be >= 1")
+    rng = np.random.default_rng(seed)
+    out, objectives, last_error, refined = None, [], "", set()
+    for i in range(n_starts):
+        start = pars.copy()
+        if i > 0:
+            for n in local.shared_names:
+                if start[n].vary:
+                    start[n].set(value=_draw_start(model.params[n.split("__")[0]], pars[n].value, start[n].min, start[n].max, rng))
+        try:
+            cand = _least_squares(residual, jacobian, start, max_nfev)
+        except ValueError as e:  # non-finite residuals (failed solve) from this start
+            objectives.append(math.inf)
+            last_error = str(e)
+            continue
+        for _ in range(3):  # patients stalled far from their own optimum: refit them alone, then the trial again
+            polished, improved = local.refine(cand.params)
+            if not improved:
+                break
+            refined.update(improved)
+            again = _least_squares(residual, jacobian, polished, max_nfev)
+            if again.chisqr >= cand.chisqr:
+                break
+            cand = again
+        objectives.append(float(cand.chisqr))
+        if out is None or cand.chisqr < out.chisqr:
+            out = cand
+    if out is None:
+        raise RuntimeError(f"fit_trial: every start failed ({last_error})")
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
     cov = np.full((len(vals), len(vals)), np.nan)
     if out.covar is not None and list(out.var_names) == list(vals):
@@ -333,6 +381,7 @@ def fit_trial(
         profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile},
         covariance=cov, local_names=local.names, patient_columns=local.columns,
         profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
+        start_objectives=tuple(objectives), refined=tuple(sorted(refined)),
     )
 
 
@@ -436,17 +485,17 @@ def build_trial_problem(
             check_values(model.params, {k: 0.0}, where="fit_trial")
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"fit_trial: sigma = {sigma} must be a positive number (log10 IU/mL)")
-    missing = [a for a in arms if a not in regimens_by_arm]
+    missing = sorted({p.arm for p in dataset if not p.doses and p.arm not in regimens_by_arm})
     if missing:
-        raise ValueError(f"fit_trial: no regimens for arm(s) {missing}; given: {sorted(regimens_by_arm)}")
+        raise ValueError(f"fit_trial: no regimens for arm(s) {missing} (and no dose records in the data); given: {sorted(regimens_by_arm)}")
     values = model.defaults(**(params or {}))
     model.check_steady_state(values, where="fit_trial")
     pats = list(dataset)
     n_pat = len(pats)
     t, y, cens, lloq, mask = _pad_patients(pats)
-    from .dosing import batch_dose_arrays
+    from .dosing import batch_dose_arrays, patient_regimens
 
-    doses = batch_dose_arrays([regimens_by_arm[p.arm] for p in pats], model.pk_drugs, [weight_kg] * n_pat)
+    doses = batch_dose_arrays([patient_regimens(p, regimens_by_arm, "fit_trial") for p in pats], model.pk_drugs, [weight_kg] * n_pat)
     fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
     local_shared = shared + per_arm
     res_f, jac_f = _trial_fns(model, individual, local_shared, options)
@@ -504,6 +553,54 @@ def build_trial_problem(
             for i, p in enumerate(pats)
         }
 
+    def refine(pv, level: float = 0.99, max_nfev: int = 100):
+        """Refit, patient by patient, the per-patient values of patients that fit badly, others fixed at ``pv``.
+
+        A patient fits badly when its -2 log L exceeds the ``level`` quantile of chi-square with its number of
+        samples. A trust-region step shared by a hundred parameters can stall with one patient far from its own
+        optimum (the step radius is set by the others); the patient's own two-or-three-parameter problem, started
+        from ``pv`` and from the trial's starts, does not. Returns (Parameters, ids of patients improved).
+        """
+        from scipy.stats import chi2
+
+        if not individual:
+            return pv, ()
+        r = np.zeros(mask.shape)
+        r[mask] = residual(pv)
+        per = np.sum(r**2, axis=1)
+        bad = np.flatnonzero(per > chi2.ppf(level, mask.sum(axis=1)))
+        if bad.size == 0:
+            return pv, ()
+        one_res, one_jac = residual_fn(model, individual, options)
+        theta = np.asarray(theta_of(pv))
+        out, improved = pv.copy(), []
+        for i in bad:
+            others = {**{k: jnp.float64(v[i]) for k, v in fixed.items()},
+                      **{k: jnp.float64(x) for k, x in zip(local_shared, theta[i, len(individual):])}}
+            dose_i = {k: (jnp.asarray(a[i]), jnp.asarray(b[i])) for k, (a, b) in doses.items()}
+            data_i = tuple(jnp.asarray(x[i]) for x in (t, y, cens, lloq, mask)) + (jnp.float64(sigma),)
+            keys = [f"{k}__{pats[i].id}" for k in individual]
+            best = per[i]
+            for first in (theta[i, : len(individual)], [values[k] for k in individual]):
+                sub = lmfit.Parameters()
+                for key, k, v in zip(keys, individual, first):
+                    sub.add(k, value=float(np.clip(v, pv[key].min, pv[key].max)), min=pv[key].min, max=pv[key].max)
+                th = lambda q: jnp.array([q[k].value for k in individual])  # noqa: E731
+                try:
+                    fit_i = _least_squares(lambda q: np.asarray(one_res(th(q), others, dose_i, *data_i)),
+                                           lambda q: np.array(one_jac(th(q), others, dose_i, *data_i)), sub, max_nfev)
+                except ValueError:
+                    continue
+                if fit_i.chisqr < best - 1e-6:
+                    best = fit_i.chisqr
+                    for key, k in zip(keys, individual):
+                        out[key].set(value=fit_i.params[k].value)
+            if best < per[i] - 1e-6:
+                improved.append(pats[i].id)
+        return out, tuple(improved)
+
     local.names = local_names
+    local.refine = refine
+    local.shared_names = tuple(n for n in names if n not in {f"{k}__{p.id}" for k in individual for p in pats})
     local.columns = {p.id: tuple(names[j] for j in cols[i]) for i, p in enumerate(pats)}
     return pars, residual, jacobian, int(mask.sum()), local

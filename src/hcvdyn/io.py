@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .dosing import Regimen, regimen_from_dict
+from .drugs import get_drug
 from .models import HCVModel, get_model
 from .parameters import check_values
 
@@ -293,6 +294,15 @@ class FitSpec:
     weight_kg: float
     bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     report: Mapping[str, str] = field(default_factory=dict)  # pk_trial, scenarios, truth (``hcvdyn report``)
+    n_starts: int = 1  # fit_trial's starts (the first from [parameters], the rest drawn with ``seed``)
+    seed: int = 0
+    dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
+
+    def read_data(self):
+        """The specification's data file (:func:`hcvdyn.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
+        from .data import read_viral_loads
+
+        return read_viral_loads(self.data_path, dose_cmt=self.dose_cmt or None)
 
 
 REPORT_KEYS = {"pk_trial": "a trial file whose regimens the PK/efficacy figure shows",
@@ -325,7 +335,8 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     path = Path(path)
     doc = load_toml(path)
     where = str(path)
-    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report"}, where)
+    _check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report",
+                      "dose_cmt"}, where)
     data_path = path.parent / _require(doc, "data", str, where)
     if not data_path.is_file():
         raise ValueError(f"{where}: data file {str(data_path)!r} not found")
@@ -360,22 +371,38 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         if not lo <= start <= hi:
             raise ValueError(f"{bwhere}: start {start} outside [{lo}, {hi}]")
         bounds[k] = (lo, hi)
+    dose_cmt = {}
+    for k, v in dict(doc.get("dose_cmt", {})).items():
+        if not (k.isdigit() and isinstance(v, str)):
+            raise ValueError(f"{where}: [dose_cmt] write compartment number = \"drug\", got {k} = {v!r}")
+        try:
+            dose_cmt[int(k)] = get_drug(v).name
+        except ValueError as e:
+            raise ValueError(f"{where}: [dose_cmt] {k}: {e}") from None
+        if dose_cmt[int(k)] not in model.pk_drugs:
+            raise ValueError(f"{where}: [dose_cmt] {k}: model {model.name} has no PK-mode drug {dose_cmt[int(k)]!r} (it has {model.pk_drugs})")
     regimens: dict[str, tuple[Regimen, ...]] = {}
     if "trial" in doc:
         trial = load_trial(doc["trial"])
         if trial.parameter_set.model != model and model.pk_drugs != trial.parameter_set.model.pk_drugs:
             raise ValueError(f"{where}: trial {trial.name!r} doses drugs {trial.parameter_set.model.pk_drugs}, model {model.name} has {model.pk_drugs}")
         regimens = dict(trial.arms)
-    elif model.pk_drugs:
-        raise ValueError(f"{where}: model {model.name} has PK-mode drugs {model.pk_drugs}: give a trial = \"...\" with the arms' regimens")
+    elif model.pk_drugs and not dose_cmt:
+        raise ValueError(f"{where}: model {model.name} has PK-mode drugs {model.pk_drugs}: give a trial = \"...\" with the arms' regimens, "
+                         "or a [dose_cmt] table to read the doses from the data's dose rows")
     opts = dict(doc.get("options", {}))
-    _check_keys(opts, {"residual_sd", "atol", "max_nfev", "weight_kg"}, f"{where}: [options]")
+    _check_keys(opts, {"residual_sd", "atol", "max_nfev", "weight_kg", "n_starts", "seed"}, f"{where}: [options]")
     sigma = float(opts.get("residual_sd", 0.2))
     if not sigma > 0:
         raise ValueError(f"{where}: [options] residual_sd = {sigma} must be > 0 (log10 IU/mL)")
+    for k, least in (("n_starts", 1), ("seed", 0), ("max_nfev", 1)):
+        v = opts.get(k, least)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
+            raise ValueError(f"{where}: [options] {k} = {v!r} must be an integer >= {least}")
     return FitSpec(
         name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
         individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
         sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
         weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds, report=_report_options(doc, path, where),
+        n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0), dose_cmt=dose_cmt,
     )

@@ -103,7 +103,9 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
         "free": {"individual": list(spec.individual), "shared": {k: list(v) for k, v in spec.shared.items()},
                  "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
         "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)",
-                    "bounds": {k: list(v) for k, v in spec.bounds.items()}, "weight_kg": spec.weight_kg},
+                    "bounds": {k: list(v) for k, v in spec.bounds.items()}, "weight_kg": spec.weight_kg,
+                    "n_starts": spec.n_starts, "seed": spec.seed},
+        "start_objectives": [v if math.isfinite(v) else None for v in fit.start_objectives],
         "converged": fit.success,
         "message": fit.message,
         "objective_minus2loglik_plus_const": fit.objective,
@@ -360,7 +362,6 @@ def _stage(msg: str, progress: bool) -> None:
 def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_virtual: int = 500, seed: int = 2026,
                 progress: bool = True) -> Path:
     """Fit ``spec_path`` (fits/NAME.toml), estimate synergy, predict outcomes, run its scenarios; write the report folder."""
-    from .data import read_viral_loads
     from .diagnostics import prediction_bands, vpc
     from .fit import fit_trial
     from .io import file_sha256, load_fit_spec, write_results
@@ -371,11 +372,11 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     out = Path(out) if out else Path("results") / f"report_{spec.name}"
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; use --force to replace it")
-    data = read_viral_loads(spec.data_path)
+    data = spec.read_data()
     regs = spec.regimens_by_arm or {a: () for a in data.arms}
     options = SolverOptions(atol=spec.atol)
     kw = dict(sigma=spec.sigma, weight_kg=spec.weight_kg, options=options, max_nfev=spec.max_nfev, outside=spec.outside,
-              bounds=spec.bounds)
+              bounds=spec.bounds, n_starts=spec.n_starts, seed=spec.seed)
     shared_names = [*spec.shared, *[f"{k}__{a}" for k, arms in spec.per_arm.items() for a in arms]]
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
     fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params, profile=shared_names, **kw)

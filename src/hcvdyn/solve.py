@@ -7,6 +7,8 @@ their inputs (names, values, times) at the boundary and call compiled versions c
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -208,10 +210,16 @@ def simulate(
     doses = dose_arrays(regimens, model.pk_drugs, weight_kg)
     ys, ok, steps = _compiled(model, options, False)(full, doses, t)
     traj = Trajectory.from_log_states(t, ys, ok, steps)
+    if not bool(traj.ok) and options.stability_cap > 1.0:
+        # a high-load patient near a plateau can have a mode faster than c, on the edge of Tsit5's stability
+        # region at the default cap: solve again with steps capped at 1/c (same tolerances, more steps)
+        retry = dataclasses.replace(options, stability_cap=1.0)
+        ys, ok, steps = _compiled(model, retry, False)(full, doses, t)
+        traj = Trajectory.from_log_states(t, ys, ok, steps)
     if not bool(traj.ok):
         raise RuntimeError(
             f"simulate({model.name}): the ODE solve failed (step budget {options.max_steps} exhausted or a "
-            f"non-finite state); try a larger SolverOptions.max_steps or looser rtol/atol"
+            f"non-finite state); try a larger SolverOptions.max_steps, a smaller stability_cap or looser rtol/atol"
         )
     return traj
 

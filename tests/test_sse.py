@@ -1,0 +1,87 @@
+"""Stochastic simulation and estimation: the coverage arithmetic, and replicate fits of the bundled design."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hcvdyn.cli import main
+from hcvdyn.sse import summarize, wilson_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "fits/phase2_synthetic.toml"
+TRUTH = ROOT / "fits/phase2_synthetic_truth.toml"
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe 1998, Stat Med 17:857, Table I: 81/263 -> 0.2553-0.3662; 15/148 -> 0.0624-0.1605
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert wilson_interval(15, 148) == pytest.approx((0.0624, 0.1605), abs=1e-4)
+    lo, hi = wilson_interval(20, 20)
+    assert hi == 1.0 and lo == pytest.approx(0.8389, abs=1e-4)
+
+
+def test_summarize_counts_only_converged_replicates():
+    rows = [
+        {"replicate": 1, "converged": True, "a": 1.1, "a_se": 0.1, "a_wald_covers": True},
+        {"replicate": 2, "converged": True, "a": 0.7, "a_se": 0.1, "a_wald_covers": False},
+        {"replicate": 3, "converged": True, "a": 1.0, "a_se": 0.2, "a_wald_covers": True},
+        {"replicate": 4, "converged": False, "a": 9.0, "a_se": 9.0, "a_wald_covers": False},
+    ]
+    (s,) = summarize(rows, {"a": 1.0})
+    assert s["n_converged"] == 3 and s["n_replicates"] == 4
+    assert s["mean"] == pytest.approx(0.9333333) and s["bias"] == pytest.approx(-0.0666667)
+    assert s["empirical_sd"] == pytest.approx(np.std([1.1, 0.7, 1.0], ddof=1))
+    assert s["mean_se"] == pytest.approx(0.1333333) and s["wald_coverage"] == pytest.approx(2 / 3)
+    assert (s["wald_coverage_low"], s["wald_coverage_high"]) == pytest.approx(wilson_interval(2, 3))
+    (s,) = summarize([{"replicate": 1, "converged": False, "message": "solve failed"}], {"a": 1.0})
+    assert s["n_converged"] == 0 and "mean" not in s
+
+
+@pytest.mark.slow
+def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
+    """Four replicate trials of the bundled design: files agree with each other, a replicate's data are
+    those of generate_synthetic_trial with its seed, and every estimate lies within 4 SE of its truth."""
+    out = tmp_path / "sse"
+    assert main(["sse", str(SPEC), "--n", "4", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "replicates.csv")))
+    summary = {r["name"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    meta = json.loads((out / "result.json").read_text())
+    assert [int(r["seed"]) for r in rows] == [3, 4, 5, 6] == meta["options"]["seeds"]
+    assert meta["truth_values"] == {"eps": 0.85, "rho": 0.4, "phi": 0.5}
+    for name, true in meta["truth_values"].items():
+        est = np.array([float(r[name]) for r in rows])
+        se = np.array([float(r[f"{name}_se"]) for r in rows])
+        covered = [bool(int(r[f"{name}_wald_covers"])) for r in rows]
+        assert covered == list(np.abs(est - true) <= 1.959964 * se)
+        assert np.all(np.abs(est - true) < 4 * se)
+        assert float(summary[name]["mean"]) == pytest.approx(est.mean(), rel=1e-6)
+    # replicate 1 is the trial generate_synthetic_trial makes with seed 3
+    from hcvdyn.data import read_viral_loads
+    from hcvdyn.fit import fit_trial
+    from hcvdyn.io import load_fit_spec
+    from hcvdyn.solve import SolverOptions
+    from hcvdyn.trial import generate_synthetic_trial
+
+    generate_synthetic_trial(TRUTH, tmp_path / "r.csv", seed=3)
+    spec, data = load_fit_spec(SPEC), read_viral_loads(tmp_path / "r.csv")
+    fit = fit_trial(spec.model, data, {a: () for a in data.arms}, spec.individual, spec.shared, spec.per_arm, spec.params,
+                    sigma=spec.sigma, options=SolverOptions(atol=spec.atol), bounds=spec.bounds)
+    assert fit.values["rho"] == pytest.approx(float(rows[0]["rho"]), rel=1e-6)
+    assert main(["sse", str(SPEC), "--n", "4", "--seed", "3", "--out", str(out), "--no-progress"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_sse_command_bad_input_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    text = SPEC.read_text().replace('truth = "phase2_synthetic_truth.toml"', "")
+    spec.write_text(text.replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"'))
+    assert main(["sse", str(spec), "--n", "3", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no truth file" in err and str(spec) in err
+    assert main(["sse", str(SPEC), "--truth", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.toml" in capsys.readouterr().err
+    assert main(["sse", str(SPEC), "--n", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "n_replicates" in capsys.readouterr().err and not (tmp_path / "o").exists()
