@@ -371,6 +371,13 @@ def fit_trial(
         raise ValueError(f"fit_trial: cannot profile {unknown}: not estimated (estimated: {', '.join(vals)})")
     se = {n: (float(out.params[n].stderr) if out.params[n].stderr is not None else math.nan) for n in vals}
     success = bool(out.success) and all(np.isfinite(v) for v in se.values())
+    # an exactly confounded combination can still give a finite (meaningless) covariance in floating point
+    j = jacobian(out.params)
+    j = j / np.maximum(np.linalg.norm(j, axis=0), 1e-300)
+    _, sv, vt = np.linalg.svd(j, full_matrices=False)
+    if success and sv[-1] < 1e-7 * sv[0]:
+        combo = ", ".join(list(vals)[k] for k in np.argsort(-np.abs(vt[-1]))[:2])
+        success, out.message = False, f"singular: {combo} not identifiable (scaled Jacobian condition number {sv[0] / sv[-1]:.1e})"
     traces: dict[str, list] = {}
     return TrialFit(
         model=model.name, values=vals, stderr=se, objective=float(out.chisqr),
