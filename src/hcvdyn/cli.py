@@ -148,23 +148,17 @@ def cmd_fit(args) -> int:
     from .fit import fit_trial
     from .io import load_fit_spec, write_results
     from .report import fit_curves_rows, fit_tables, rows_csv
-    from .solve import SolverOptions
 
     spec = load_fit_spec(args.spec)
     out = _results_folder(args, spec.name)
     data = spec.read_data()
-    options = SolverOptions(atol=spec.atol)
-    regs = spec.regimens_by_arm or {a: () for a in data.arms}
+    regs, kw = spec.regimens_for(data), spec.fit_options()
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
-    fit = fit_trial(
-        spec.model, data, regs, individual=spec.individual,
-        shared=spec.shared, per_arm=spec.per_arm, params=spec.params, sigma=spec.sigma, weight_kg=spec.weight_kg,
-        options=options, max_nfev=spec.max_nfev, outside=spec.outside, bounds=spec.bounds,
-        profile=tuple(n for n in (args.profile or "").split(",") if n), n_starts=spec.n_starts, seed=spec.seed,
-    )
+    fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params,
+                    profile=tuple(n for n in (args.profile or "").split(",") if n), **kw)
     rows, meta = fit_tables(spec, data, fit)
     last = max(p.t_days[-1] for p in data)
-    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), spec.weight_kg, options)
+    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), spec.weight_kg, kw["options"])
     write_results(
         out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands))},
         force=args.force,

@@ -119,7 +119,7 @@ def _dose_row(cell, col, at, dose_cmt, t_factor, dosed, lineno, id_col, t_col) -
     """One NONMEM dose row (with its ADDL repeats) into ``dosed``; _Err names the line and column."""
     pid, t = _id_time(cell, at, id_col, t_col, t_factor)
     for name in ("rate", "ss"):
-        if name in col and cell(name) not in ("", "0", "0.0"):
+        if name in col and cell(name) and _nonzero(cell(name)):
             raise _Err(f"{at(name.upper())}: {name.upper()} = {cell(name)}: infusions and steady-state doses are not supported (give bolus doses)")
     if "cmt" not in col or not cell("cmt"):
         raise _Err(f"{at('CMT')}: a dose row needs its compartment (CMT) to know the drug")

@@ -190,24 +190,15 @@ def fit_patient(
         return np.array(jac_f(theta_of(pars), fixed, doses, *data)[:n])  # writable copy for lmfit
 
     starts = _starts(model, free, values, max(1, n_starts), seed, bounds)
-    best, objectives = None, []
-    for row in starts:
+
+    def start_pars(row):
         pars = lmfit.Parameters()
         for k, v in zip(free, row):
             lo, hi = bounds.get(k, (model.params[k].lower, model.params[k].upper))
             pars.add(k, value=float(v), min=lo, max=hi)
-        mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
-        try:
-            out = mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
-        except ValueError as e:  # non-finite residuals (failed solve) at this start
-            objectives.append(np.inf)
-            last_error = str(e)
-            continue
-        objectives.append(float(out.chisqr))
-        if best is None or out.chisqr < best.chisqr:
-            best = out
-    if best is None:
-        raise RuntimeError(f"{where}: every start failed ({last_error})")
+        return pars
+
+    best, objectives = _best_of(residual, jacobian, map(start_pars, starts), max_nfev, where)
 
     fitted = {**values, **{k: float(best.params[k].value) for k in free}}
     stderr = {k: (float(best.params[k].stderr) if best.params[k].stderr is not None else math.nan) for k in free}
@@ -335,21 +326,20 @@ def fit_trial(
     if n_starts < 1:
         raise ValueError(f"fit_trial: n_starts = {n_starts} must be >= 1")
     rng = np.random.default_rng(seed)
-    out, objectives, last_error, refined = None, [], "", set()
-    for i in range(n_starts):
-        start = pars.copy()
-        if i > 0:
+    refined: set[str] = set()
+
+    def starts():
+        yield pars.copy()
+        for _ in range(n_starts - 1):
+            start = pars.copy()
             for n in local.shared_names:
                 if start[n].vary:
                     start[n].set(value=_draw_start(model.params[n.split("__")[0]], pars[n].value, start[n].min, start[n].max, rng))
-        try:
-            cand = _least_squares(residual, jacobian, start, max_nfev)
-        except ValueError as e:  # non-finite residuals (failed solve) from this start
-            objectives.append(math.inf)
-            last_error = str(e)
-            continue
+            yield start
+
+    def polish(cand):
         for _ in range(3):  # patients stalled far from their own optimum: refit them alone, then the trial again
-            polished, improved = local.refine(cand.params)
+            polished, improved = local.refine(cand.params, cand.residual)
             if not improved:
                 break
             refined.update(improved)
@@ -357,11 +347,9 @@ def fit_trial(
             if again.chisqr >= cand.chisqr:
                 break
             cand = again
-        objectives.append(float(cand.chisqr))
-        if out is None or cand.chisqr < out.chisqr:
-            out = cand
-    if out is None:
-        raise RuntimeError(f"fit_trial: every start failed ({last_error})")
+        return cand
+
+    out, objectives = _best_of(residual, jacobian, starts(), max_nfev, "fit_trial", polish)
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
     cov = np.full((len(vals), len(vals)), np.nan)
     if out.covar is not None and list(out.var_names) == list(vals):
@@ -390,6 +378,29 @@ def fit_trial(
         profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
         start_objectives=tuple(objectives), refined=tuple(sorted(refined)),
     )
+
+
+def _best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
+    """Fit from each start (lmfit Parameters), then ``polish`` it if given; (best result, -2 log L per start).
+
+    A start whose residuals turn non-finite (a failed solve) scores inf; RuntimeError when every start fails.
+    """
+    best, objectives, last_error = None, [], ""
+    for start in starts:
+        try:
+            out = _least_squares(residual, jacobian, start, max_nfev)
+        except ValueError as e:
+            objectives.append(math.inf)
+            last_error = str(e)
+            continue
+        if polish is not None:
+            out = polish(out)
+        objectives.append(float(out.chisqr))
+        if best is None or out.chisqr < best.chisqr:
+            best = out
+    if best is None:
+        raise RuntimeError(f"{where}: every start failed ({last_error})")
+    return best, objectives
 
 
 def _least_squares(residual, jacobian, pars, max_nfev):
@@ -560,8 +571,9 @@ def build_trial_problem(
             for i, p in enumerate(pats)
         }
 
-    def refine(pv, level: float = 0.99, max_nfev: int = 100):
-        """Refit, patient by patient, the per-patient values of patients that fit badly, others fixed at ``pv``.
+    def refine(pv, resid, level: float = 0.99, max_nfev: int = 100):
+        """Refit, patient by patient, the per-patient values of patients that fit badly, others fixed at ``pv``
+        (``resid``: the residual vector at ``pv``).
 
         A patient fits badly when its -2 log L exceeds the ``level`` quantile of chi-square with its number of
         samples. A trust-region step shared by a hundred parameters can stall with one patient far from its own
@@ -573,7 +585,7 @@ def build_trial_problem(
         if not individual:
             return pv, ()
         r = np.zeros(mask.shape)
-        r[mask] = residual(pv)
+        r[mask] = resid
         per = np.sum(r**2, axis=1)
         bad = np.flatnonzero(per > chi2.ppf(level, mask.sum(axis=1)))
         if bad.size == 0:

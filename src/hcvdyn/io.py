@@ -298,6 +298,17 @@ class FitSpec:
     seed: int = 0
     dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
 
+    def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
+        """The arms' regimens for :func:`hcvdyn.fit.fit_trial`; no doses in any arm for a constant-mode model."""
+        return self.regimens_by_arm or {a: () for a in data.arms}
+
+    def fit_options(self) -> dict:
+        """The keyword options of :func:`hcvdyn.fit.fit_trial` that this specification sets."""
+        from .solve import SolverOptions
+
+        return dict(sigma=self.sigma, weight_kg=self.weight_kg, options=SolverOptions(atol=self.atol), max_nfev=self.max_nfev,
+                    outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed)
+
     def read_data(self):
         """The specification's data file (:func:`hcvdyn.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
         from .data import read_viral_loads

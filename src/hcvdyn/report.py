@@ -366,17 +366,14 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     from .fit import fit_trial
     from .io import file_sha256, load_fit_spec, write_results
     from .outcomes import OutcomeDefinitions
-    from .solve import SolverOptions
 
     spec = load_fit_spec(spec_path)
     out = Path(out) if out else Path("results") / f"report_{spec.name}"
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; use --force to replace it")
     data = spec.read_data()
-    regs = spec.regimens_by_arm or {a: () for a in data.arms}
-    options = SolverOptions(atol=spec.atol)
-    kw = dict(sigma=spec.sigma, weight_kg=spec.weight_kg, options=options, max_nfev=spec.max_nfev, outside=spec.outside,
-              bounds=spec.bounds, n_starts=spec.n_starts, seed=spec.seed)
+    regs, kw = spec.regimens_for(data), spec.fit_options()
+    options = kw["options"]
     shared_names = [*spec.shared, *[f"{k}__{a}" for k, arms in spec.per_arm.items() for a in arms]]
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
     fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params, profile=shared_names, **kw)

@@ -85,7 +85,6 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     from .fit import fit_trial
     from .io import load_fit_spec, load_toml
     from .report import _truth_values
-    from .solve import SolverOptions
     from .trial import generate_synthetic_trial
 
     if not (isinstance(n_replicates, int) and n_replicates >= 2):
@@ -98,7 +97,6 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
         truth.update({f"{k}__{a}": float(arms[a][k]) for a in in_arms if k in arms.get(a, {})})
     if not truth:
         raise ValueError(f"recovery_study: {truth_path} gives no true value for the estimated {names}")
-    options = SolverOptions(atol=spec.atol)
     seeds = tuple(range(seed, seed + n_replicates))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,12 +112,9 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                 if progress:
                     print(f"replicate {i + 1}/{n_replicates} (seed {s}): {row['message']}", file=sys.stderr, flush=True)
                 continue
-            regs = spec.regimens_by_arm or {a: () for a in data.arms}
             try:
-                fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params,
-                                sigma=spec.sigma, weight_kg=spec.weight_kg, options=options, max_nfev=spec.max_nfev,
-                                outside=spec.outside, bounds=spec.bounds, profile=tuple(truth) if profile else (),
-                                level=level, n_starts=spec.n_starts, seed=spec.seed)
+                fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.individual, spec.shared, spec.per_arm,
+                                spec.params, profile=tuple(truth) if profile else (), level=level, **spec.fit_options())
             except (RuntimeError, ValueError) as e:
                 row.update(converged=False, message=str(e))
                 rows.append(row)
