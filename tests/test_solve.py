@@ -174,6 +174,21 @@ def test_agrees_with_scipy_lsoda_over_12_weeks(pkpd3):
     assert np.max(np.abs(ours.log10_vi - ref.log10_vi)) < 1e-7
 
 
+def test_high_load_patients_solve_with_steps_capped_by_their_fastest_mode():
+    """Target cells turn over at s/T0 = d + beta V0, faster than virion clearance (c = 6.2/day) above log10 V0
+    ~7.8 (7.6/day at 7.88, 31.6/day at 8.5). With steps capped by c alone, the plateau of such a patient sat on
+    the edge of Tsit5's stability region and the solve exhausted its step budget (a drawn patient of the
+    synthetic design, log10 V0 7.88, delta 0.065); capped by the fastest mode it agrees with LSODA."""
+    m = get_model("agi_constant")
+    t = np.array([0.0, 1.0, 2.0, 3.0, 7.0, 14.0, 28.0, 56.0, 84.0])
+    arm = {"eps": 0.85, "rho": 0.4, "phi": 0.5, "t0": 0.35}
+    batch = hcvdyn.simulate_batch(m, {**arm, "log10_V0": [7.8826, 8.5], "delta": [0.0652, 0.0652]}, [(), ()], t)
+    assert batch.ok.all()
+    for i, v0 in enumerate((7.8826, 8.5)):
+        ref = hcvdyn.simulate_scipy(m, {**arm, "log10_V0": v0, "delta": 0.0652}, (), t, rtol=1e-10, atol=1e-10)
+        assert np.max(np.abs(batch.log10_vl[i] - ref.log10_vl)) < 1e-5
+
+
 def test_step_budget_exhaustion_is_reported():
     m = get_model("pkpd3")
     with pytest.raises(RuntimeError, match="solve failed.*max_steps"):

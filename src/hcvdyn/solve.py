@@ -7,7 +7,6 @@ their inputs (names, values, times) at the boundary and call compiled versions c
 
 from __future__ import annotations
 
-import dataclasses
 
 import math
 from dataclasses import dataclass
@@ -57,10 +56,13 @@ class SolverOptions:
         state, whatever its size (1e-8 on ln V is 4e-9 log10), so rtol defaults to 0: an rtol would be
         multiplied by |ln T| ~ 11 and let errors of the slow T and I equations accumulate over months.
     jump_ts: hand dose times (and the constant-efficacy onset t0) to the step-size controller.
-    stability_cap: steps are capped at stability_cap / c days. Near equilibrium the right-hand side
-        vanishes and an uncapped explicit solver grows its step until the fast virion-clearance mode
-        (rate ~c) sits on the edge of Tsit5's stability region, which leaves a drift of ~rtol; 2.5 keeps
-        c*dt inside the region (boundary ~3.4 on the real axis).
+    stability_cap: steps are capped at stability_cap / lambda days, lambda the fastest rate of the
+        pretreatment state: the largest |diagonal entry| of the Jacobian of the right-hand side, which is c
+        (virion clearance) unless target cells turn over faster (s/T0 = d + beta V0 grows with the load:
+        7.6/day at log10 V0 7.9 with c = 6.2). Near equilibrium the right-hand side vanishes and an uncapped
+        explicit solver grows its step until the fastest mode sits on the edge of Tsit5's stability region,
+        where the error controller stalls; 2.5 keeps lambda*dt inside the region (boundary ~3.4 on the real
+        axis).
     max_steps: step budget; a solve that exhausts it reports failure instead of a wrong answer.
     """
 
@@ -99,7 +101,10 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
     _, _, s = model.steady_state(params)
     y0 = model.initial_log_state(params)
 
-    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol, dtmax=options.stability_cap / params["c"])
+    args = (params, pk_data, s)
+    fastest = jnp.max(jnp.abs(jnp.diag(jax.jacfwd(lambda y: model.rhs(0.0, y, args))(y0))))
+    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol,
+                                       dtmax=options.stability_cap / jnp.maximum(params["c"], fastest))
     if options.jump_ts:
         jumps = [jnp.asarray(doses[d][0], dtype=jnp.float64) for d in model.pk_drugs]
         if model.constant_drugs:
@@ -113,7 +118,7 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
         t1=t_obs[-1],
         dt0=options.dt0,
         y0=y0,
-        args=(params, pk_data, s),
+        args=args,
         saveat=diffrax.SaveAt(ts=t_obs),
         stepsize_controller=controller,
         adjoint=diffrax.ForwardMode(),
@@ -210,12 +215,6 @@ def simulate(
     doses = dose_arrays(regimens, model.pk_drugs, weight_kg)
     ys, ok, steps = _compiled(model, options, False)(full, doses, t)
     traj = Trajectory.from_log_states(t, ys, ok, steps)
-    if not bool(traj.ok) and options.stability_cap > 1.0:
-        # a high-load patient near a plateau can have a mode faster than c, on the edge of Tsit5's stability
-        # region at the default cap: solve again with steps capped at 1/c (same tolerances, more steps)
-        retry = dataclasses.replace(options, stability_cap=1.0)
-        ys, ok, steps = _compiled(model, retry, False)(full, doses, t)
-        traj = Trajectory.from_log_states(t, ys, ok, steps)
     if not bool(traj.ok):
         raise RuntimeError(
             f"simulate({model.name}): the ODE solve failed (step budget {options.max_steps} exhausted or a "
