@@ -130,6 +130,7 @@ eps = ["a"]
         ("[free.per_arm]\nphi = ['a']\n[options]\nsigma = 0.2", r"\[options\]: unknown key\(s\) \['sigma'\]"),
         ("[options]\nn_starts = 0", r"\[options\] n_starts = 0 must be an integer >= 1"),
         ("[options]\nseed = 1.5", r"\[options\] seed = 1.5 must be an integer >= 0"),
+        ("[options]\nestimate_residual_sd = 'yes'", r"\[options\] estimate_residual_sd = 'yes' must be true or false"),
         ("[dose_cmt]\n1 = 'ribavirin'", r"\[dose_cmt\] 1: model agi_constant has no PK-mode drug 'ribavirin'"),
         ("[dose_cmt]\n1 = 'aspirin'", r"\[dose_cmt\] 1: .*aspirin"),
         ("[dose_cmt]\nx = 'ribavirin'", r"\[dose_cmt\] write compartment number"),
@@ -162,6 +163,6 @@ def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
     with pytest.raises(ValueError, match=r"give a trial .* or a \[dose_cmt\] table"):
         load_fit_spec(write(tmp_path, text, name="a.toml"))
     spec = load_fit_spec(write(tmp_path, text + '[dose_cmt]\n2 = "rbv"\n[options]\nn_starts = 3\nseed = 4\n', name="b.toml"))
-    assert spec.dose_cmt == {2: "ribavirin"} and (spec.n_starts, spec.seed) == (3, 4)
+    assert spec.dose_cmt == {2: "ribavirin"} and (spec.n_starts, spec.seed) == (3, 4) and not spec.estimate_sigma
     (p,) = spec.read_data().patients
     assert [d.drug for d in p.doses] == ["ribavirin"] and p.doses[0].times == (0.0, 0.5, 1.0, 1.5)

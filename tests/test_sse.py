@@ -42,15 +42,20 @@ def test_summarize_counts_only_converged_replicates():
 
 @pytest.mark.slow
 def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
-    """Four replicate trials of the bundled design: files agree with each other, a replicate's data are
-    those of generate_synthetic_trial with its seed, and every estimate lies within 4 SE of its truth."""
+    """Two replicate trials of the bundled design, fitted with the residual SD estimated: files agree with
+    each other, a replicate's data are those of generate_synthetic_trial with its seed, and every estimate
+    lies within 4 SE of its truth."""
+    spec_file = tmp_path / "spec.toml"
+    text = SPEC.read_text().replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"')
+    text = text.replace('truth = "phase2_synthetic_truth.toml"', f'truth = "{TRUTH}"')
+    spec_file.write_text(text.replace("[options]\n", "[options]\nestimate_residual_sd = true\n"))
     out = tmp_path / "sse"
-    assert main(["sse", str(SPEC), "--n", "4", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    assert main(["sse", str(spec_file), "--n", "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
     rows = list(csv.DictReader(open(out / "replicates.csv")))
     summary = {r["name"]: r for r in csv.DictReader(open(out / "summary.csv"))}
     meta = json.loads((out / "result.json").read_text())
-    assert [int(r["seed"]) for r in rows] == [3, 4, 5, 6] == meta["options"]["seeds"]
-    assert meta["truth_values"] == {"eps": 0.85, "rho": 0.4, "phi": 0.5}
+    assert [int(r["seed"]) for r in rows] == [3, 4] == meta["options"]["seeds"]
+    assert meta["truth_values"] == {"eps": 0.85, "rho": 0.4, "phi": 0.5, "residual_sd": 0.2}
     for name, true in meta["truth_values"].items():
         est = np.array([float(r[name]) for r in rows])
         se = np.array([float(r[f"{name}_se"]) for r in rows])
@@ -66,11 +71,12 @@ def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
     from hcvdyn.trial import generate_synthetic_trial
 
     generate_synthetic_trial(TRUTH, tmp_path / "r.csv", seed=3)
-    spec, data = load_fit_spec(SPEC), read_viral_loads(tmp_path / "r.csv")
+    spec, data = load_fit_spec(spec_file), read_viral_loads(tmp_path / "r.csv")
     fit = fit_trial(spec.model, data, {a: () for a in data.arms}, spec.individual, spec.shared, spec.per_arm, spec.params,
-                    sigma=spec.sigma, options=SolverOptions(atol=spec.atol), bounds=spec.bounds)
+                    sigma=spec.sigma, options=SolverOptions(atol=spec.atol), bounds=spec.bounds, estimate_sigma=True)
     assert fit.values["rho"] == pytest.approx(float(rows[0]["rho"]), rel=1e-6)
-    assert main(["sse", str(SPEC), "--n", "4", "--seed", "3", "--out", str(out), "--no-progress"]) == 2
+    assert fit.sigma == pytest.approx(float(rows[0]["residual_sd"]), rel=1e-6)
+    assert main(["sse", str(spec_file), "--n", "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 

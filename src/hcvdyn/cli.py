@@ -145,7 +145,7 @@ def cmd_fit(args) -> int:
     import numpy as np
 
     from .diagnostics import prediction_bands
-    from .fit import fit_trial
+    from .fit import fit_trial, wald_interval
     from .io import load_fit_spec, write_results
     from .report import fit_curves_rows, fit_tables, rows_csv
 
@@ -170,6 +170,9 @@ def cmd_fit(args) -> int:
         prof = f"; profile [{r['profile95_low']:.4f}, {r['profile95_high']:.4f}]" if r["name"] in fit.profile else ""
         unit = "" if r["unit"] == "1" else f" {r['unit']}"
         print(f"  {r['name']:14s} {r['value']:.4f}{unit}  Wald 95% [{r['wald95_low']:.4f}, {r['wald95_high']:.4f}]{prof}")
+    if fit.sigma_estimated:
+        lo, hi = wald_interval(fit.sigma, fit.sigma_se)
+        print(f"  {'residual SD':14s} {fit.sigma:.4f} log10 IU/mL  Wald 95% [{lo:.4f}, {hi:.4f}]")
     if not fit.success:
         print(f"hcvdyn: warning: the fit did not converge: {fit.message}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ from .models import HCVModel
 from .parameters import check_values
 from .solve import SolverOptions, log10_load
 
-__all__ = ["wald_interval", "m3_residuals", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
+__all__ = ["wald_interval", "m3_residuals", "residual_sd_mle", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
 
 _TINY = 1e-300
 
@@ -45,6 +45,53 @@ def m3_residuals(pred, y, censored, lloq, sigma):
     nll2 = -2.0 * log_ndtr(zc)
     r_cens = jnp.sqrt(jnp.maximum(nll2, _TINY))
     return jnp.where(censored, r_cens, z)
+
+
+def _raw_errors(resid, censored, sigma):
+    """Invert :func:`m3_residuals` at ``sigma``: (y - f of observed samples, LLOQ - f of censored ones)."""
+    from scipy.special import ndtri
+
+    resid, censored = np.asarray(resid, float), np.asarray(censored, bool)
+    half = 0.5 * resid[censored] ** 2  # -ln Phi(zc)
+    # zc = Phi^-1(exp(-half)), from whichever tail keeps its digits
+    zc = np.where(half > math.log(2), ndtri(np.exp(-half)), -ndtri(-np.expm1(-np.minimum(half, math.log(2)))))
+    return resid[~censored] * sigma, zc * sigma
+
+
+def residual_sd_mle(errors, margins=(), n_par: int = 0, lower: float = 1e-3, upper: float = 10.0) -> tuple[float, float, float]:
+    """Residual SD (log10 IU/mL) maximizing the M3 likelihood with the predictions held: (estimate, standard
+    error, -2 log L at the maximum-likelihood SD up to a constant).
+
+    errors: y - f of observed samples; margins: LLOQ - f of censored samples. Minimizes over sigma
+
+        -2 log L(sigma) = sum(errors**2) / sigma**2 + 2 n ln(sigma) - 2 sum(ln Phi(margins / sigma))
+
+    (n observed samples); without censored samples the minimum is sqrt(mean(errors**2)). With ``n_par`` > 0
+    estimated structural parameters the estimate and its SE are multiplied by sqrt(n / (n - n_par)), the
+    degrees-of-freedom correction of nonlinear least squares (s**2 = RSS / (n - p), Bates & Watts 1988, ch. 2):
+    per-patient parameters make the plain ML estimate shrink towards zero (Neyman & Scott 1948). The SE is
+    sqrt(2 / d2), d2 the second derivative of -2 log L at the optimum. The -2 log L returned is that of the
+    plain ML estimate (the profile likelihood, for likelihood-ratio tests and AIC).
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_ndtr as log_phi
+
+    e, m = np.asarray(errors, float), np.asarray(margins, float)
+    n = e.size
+    if n <= n_par:
+        raise ValueError(f"residual SD: {n} observed samples cannot inform it beside {n_par} estimated parameters")
+    ss = float(np.sum(e**2))
+
+    def m2ll(s):
+        return ss / s**2 + 2 * n * math.log(s) - 2 * float(np.sum(log_phi(m / s)))
+
+    opt = minimize_scalar(lambda u: m2ll(math.exp(u)), bounds=(math.log(lower), math.log(upper)), method="bounded",
+                          options={"xatol": 1e-10})
+    s = math.exp(opt.x)
+    h = 1e-4 * s
+    d2 = (m2ll(s + h) - 2 * m2ll(s) + m2ll(s - h)) / h**2
+    factor = math.sqrt(n / (n - n_par))
+    return s * factor, (math.sqrt(2 / d2) if d2 > 0 else math.nan) * factor, m2ll(s)
 
 
 @lru_cache(maxsize=32)
@@ -244,6 +291,8 @@ class TrialFit:
     profile_trace: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)  # (theta, delta -2logL)
     start_objectives: tuple[float, ...] = ()  # -2 log L (+const) reached from each start (inf: that start failed)
     refined: tuple[str, ...] = ()  # patients refitted alone after the joint fit stalled far from their optimum
+    sigma_se: float = math.nan  # standard error of ``sigma`` when it was estimated (``estimate_sigma``)
+    sigma_estimated: bool = False
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error."""
@@ -294,6 +343,7 @@ def fit_trial(
     level: float = 0.95,
     n_starts: int = 1,
     seed: int = 0,
+    estimate_sigma: bool = False,
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
 
@@ -316,13 +366,21 @@ def fit_trial(
     After each joint fit, patients whose -2 log L exceeds the 99% chi-square quantile of their sample count
     are refitted alone (others fixed) and, if that improves them, the joint fit is repeated from there
     (``TrialFit.refined`` names them; see ``local.refine`` of :func:`build_trial_problem`).
+    sigma: the residual SD (log10 IU/mL); with ``estimate_sigma`` its starting value, and the fit alternates
+    between the structural parameters at fixed sigma and sigma at fixed predictions (:func:`residual_sd_mle`,
+    degrees-of-freedom corrected) until sigma changes by less than 1e-4 relative. ``sigma`` is then that
+    estimate (``sigma_se`` its SE), and the SEs and profiles are those at it; ``objective`` is -2 log L with
+    sigma at its plain ML value, including the 2 n ln(sigma) term of the n observed samples (-2 log L up to
+    terms that depend on nothing estimated, as with sigma fixed), and AIC/BIC count sigma.
     Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and
     Jacobian blocks of all patients come from one jitted, vmapped call; the full Jacobian is assembled
     from the per-patient blocks.
     """
-    pars, residual, jacobian, n_obs, local = build_trial_problem(
-        model, dataset, regimens_by_arm, individual, shared, per_arm, params, sigma, weight_kg, options, outside, bounds
-    )
+    def problem(s):
+        return build_trial_problem(model, dataset, regimens_by_arm, individual, shared, per_arm, params, s, weight_kg, options,
+                                   outside, bounds)
+
+    pars, residual, jacobian, n_obs, local = problem(sigma)
     if n_starts < 1:
         raise ValueError(f"fit_trial: n_starts = {n_starts} must be >= 1")
     rng = np.random.default_rng(seed)
@@ -350,6 +408,19 @@ def fit_trial(
         return cand
 
     out, objectives = _best_of(residual, jacobian, starts(), max_nfev, "fit_trial", polish)
+    sigma_se, sigma_note, n_sigma, m2ll = math.nan, "", 0, float(out.chisqr)
+    if estimate_sigma:
+        n_sigma, n_par, sigma_note = 1, len(out.var_names), "; residual SD not converged in 20 rounds"
+        for _ in range(20):
+            new_sigma, sigma_se, m2ll = residual_sd_mle(*_raw_errors(out.residual, local.censored, sigma), n_par=n_par)
+            if abs(new_sigma - sigma) <= 1e-4 * sigma:
+                sigma_note = ""
+                break
+            sigma = new_sigma
+            pars, residual, jacobian, _, local = problem(sigma)  # same shapes: nothing is compiled again
+            for n in out.var_names:
+                pars[n].set(value=out.params[n].value)
+            out = polish(_least_squares(residual, jacobian, pars, max_nfev))
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
     cov = np.full((len(vals), len(vals)), np.nan)
     if out.covar is not None and list(out.var_names) == list(vals):
@@ -366,17 +437,20 @@ def fit_trial(
     if success and sv[-1] < 1e-7 * sv[0]:
         combo = ", ".join(list(vals)[k] for k in np.argsort(-np.abs(vt[-1]))[:2])
         success, out.message = False, f"singular: {combo} not identifiable (scaled Jacobian condition number {sv[0] / sv[-1]:.1e})"
+    if success and sigma_note:
+        success = False
     traces: dict[str, list] = {}
+    k = len(vals) + n_sigma
     return TrialFit(
-        model=model.name, values=vals, stderr=se, objective=float(out.chisqr),
-        aic=float(out.chisqr + 2 * len(vals)), bic=float(out.chisqr + len(vals) * math.log(n_obs)),
-        success=success, message=out.message if success else f"not converged or singular: {out.message}",
+        model=model.name, values=vals, stderr=se, objective=m2ll,
+        aic=m2ll + 2 * k, bic=m2ll + k * math.log(n_obs),
+        success=success, message=out.message + sigma_note if success else f"not converged or singular: {out.message}{sigma_note}",
         n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
         patient_params=local(out.params),
         profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile},
         covariance=cov, local_names=local.names, patient_columns=local.columns,
         profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
-        start_objectives=tuple(objectives), refined=tuple(sorted(refined)),
+        start_objectives=tuple(objectives), refined=tuple(sorted(refined)), sigma_se=sigma_se, sigma_estimated=bool(estimate_sigma),
     )
 
 
@@ -619,6 +693,7 @@ def build_trial_problem(
         return out, tuple(improved)
 
     local.names = local_names
+    local.censored = cens.ravel()[flat_mask]
     local.refine = refine
     local.shared_names = tuple(n for n in names if n not in {f"{k}__{p.id}" for k in individual for p in pats})
     local.columns = {p.id: tuple(names[j] for j in cols[i]) for i, p in enumerate(pats)}

@@ -297,6 +297,7 @@ class FitSpec:
     n_starts: int = 1  # fit_trial's starts (the first from [parameters], the rest drawn with ``seed``)
     seed: int = 0
     dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
+    estimate_sigma: bool = False  # [options] estimate_residual_sd: residual_sd is then the starting value
 
     def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
         """The arms' regimens for :func:`hcvdyn.fit.fit_trial`; no doses in any arm for a constant-mode model."""
@@ -307,7 +308,7 @@ class FitSpec:
         from .solve import SolverOptions
 
         return dict(sigma=self.sigma, weight_kg=self.weight_kg, options=SolverOptions(atol=self.atol), max_nfev=self.max_nfev,
-                    outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed)
+                    outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed, estimate_sigma=self.estimate_sigma)
 
     def read_data(self):
         """The specification's data file (:func:`hcvdyn.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
@@ -402,7 +403,10 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         raise ValueError(f"{where}: model {model.name} has PK-mode drugs {model.pk_drugs}: give a trial = \"...\" with the arms' regimens, "
                          "or a [dose_cmt] table to read the doses from the data's dose rows")
     opts = dict(doc.get("options", {}))
-    _check_keys(opts, {"residual_sd", "atol", "max_nfev", "weight_kg", "n_starts", "seed"}, f"{where}: [options]")
+    _check_keys(opts, {"residual_sd", "estimate_residual_sd", "atol", "max_nfev", "weight_kg", "n_starts", "seed"}, f"{where}: [options]")
+    estimate_sigma = opts.get("estimate_residual_sd", False)
+    if not isinstance(estimate_sigma, bool):
+        raise ValueError(f"{where}: [options] estimate_residual_sd = {estimate_sigma!r} must be true or false")
     sigma = float(opts.get("residual_sd", 0.2))
     if not sigma > 0:
         raise ValueError(f"{where}: [options] residual_sd = {sigma} must be > 0 (log10 IU/mL)")
@@ -415,5 +419,5 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
         sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
         weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds, report=_report_options(doc, path, where),
-        n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0), dose_cmt=dose_cmt,
+        n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0), dose_cmt=dose_cmt, estimate_sigma=estimate_sigma,
     )

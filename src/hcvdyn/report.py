@@ -104,7 +104,8 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
                  "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
         "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)",
                     "bounds": {k: list(v) for k, v in spec.bounds.items()}, "weight_kg": spec.weight_kg,
-                    "n_starts": spec.n_starts, "seed": spec.seed},
+                    "estimate_residual_sd": spec.estimate_sigma, "n_starts": spec.n_starts, "seed": spec.seed},
+        "residual_sd": {"value": fit.sigma, "stderr": fit.sigma_se, "estimated": fit.sigma_estimated, "unit": "log10 IU/mL"},
         "start_objectives": [v if math.isfinite(v) else None for v in fit.start_objectives],
         "converged": fit.success,
         "message": fit.message,
@@ -481,7 +482,8 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
         "",
         "## Fit",
         "",
-        f"From `result.json`: M3 likelihood (Beal 2001), residual SD {spec.sigma:g} log10 IU/mL, "
+        f"From `result.json`: M3 likelihood (Beal 2001), residual SD {fit.sigma:.4g} log10 IU/mL "
+        f"({f'estimated, SE {fit.sigma_se:.2g}' if fit.sigma_estimated else 'fixed'}), "
         f"converged: **{'yes' if fit.success else 'NO'}** ({fit.message}); −2 log L + const = {fit.objective:.2f}, "
         f"AIC {fit.aic:.2f}, BIC {fit.bic:.2f}, {fit.nfev} evaluations.",
         "",

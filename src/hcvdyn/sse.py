@@ -82,7 +82,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     kept with ``converged = False`` and its message, and left out of the summary's numbers.
     """
     from .data import read_viral_loads
-    from .fit import fit_trial
+    from .fit import fit_trial, wald_interval
     from .io import load_fit_spec, load_toml
     from .report import _truth_values
     from .trial import generate_synthetic_trial
@@ -91,12 +91,16 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
         raise ValueError(f"recovery_study: n_replicates = {n_replicates!r} must be an integer >= 2")
     spec = load_fit_spec(spec_path)
     names = [*spec.shared, *[f"{k}__{a}" for k, arms in spec.per_arm.items() for a in arms]]
-    arms = load_toml(truth_path).get("arms", {})
+    truth_doc = load_toml(truth_path)
+    arms = truth_doc.get("arms", {})
     truth = _truth_values(truth_path, list(spec.shared))
     for k, in_arms in spec.per_arm.items():
         truth.update({f"{k}__{a}": float(arms[a][k]) for a in in_arms if k in arms.get(a, {})})
     if not truth:
         raise ValueError(f"recovery_study: {truth_path} gives no true value for the estimated {names}")
+    profiled = tuple(truth) if profile else ()
+    if spec.estimate_sigma and "sigma" in truth_doc:
+        truth["residual_sd"] = float(truth_doc["sigma"])
     seeds = tuple(range(seed, seed + n_replicates))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +118,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                 continue
             try:
                 fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.individual, spec.shared, spec.per_arm,
-                                spec.params, profile=tuple(truth) if profile else (), level=level, **spec.fit_options())
+                                spec.params, profile=profiled, level=level, **spec.fit_options())
             except (RuntimeError, ValueError) as e:
                 row.update(converged=False, message=str(e))
                 rows.append(row)
@@ -122,10 +126,12 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                     print(f"replicate {i + 1}/{n_replicates} (seed {s}): fit failed: {e}", file=sys.stderr, flush=True)
                 continue
             row.update(converged=fit.success, message=fit.message, objective=fit.objective)
+            estimates = {**fit.values, "residual_sd": fit.sigma}
+            ses = {**fit.stderr, "residual_sd": fit.sigma_se}
             for name, true in truth.items():
-                lo, hi = fit.interval(name, level)
-                row.update({name: fit.values[name], f"{name}_se": fit.stderr[name], f"{name}_wald_covers": bool(lo <= true <= hi)})
-                if profile:
+                lo, hi = wald_interval(estimates[name], ses[name], level)
+                row.update({name: estimates[name], f"{name}_se": ses[name], f"{name}_wald_covers": bool(lo <= true <= hi)})
+                if name in profiled:
                     plo, phi = fit.profile[name]
                     row[f"{name}_profile_covers"] = bool(plo <= true <= phi)
             rows.append(row)
