@@ -301,16 +301,21 @@ class TrialFit:
 
 @lru_cache(maxsize=16)
 def _trial_fns(model: HCVModel, individual: tuple[str, ...], shared: tuple[str, ...], options: SolverOptions):
-    """Per-patient residuals and their Jacobian w.r.t. (individual, shared) values, vmapped over patients."""
+    """Per-patient (Jacobian blocks w.r.t. (individual, shared) values, residuals), vmapped over patients.
+
+    One call gives both: the forward-mode Jacobian computes the residuals on its way, and lmfit asks for the
+    Jacobian where it last asked for residuals, so a separate residual function would solve every point twice.
+    """
     names = individual + shared
 
     def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
         params = {**fixed, **dict(zip(names, theta))}
         pred = log10_load(model, params, doses, t, options)
-        return jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
+        r = jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
+        return r, r
 
     axes = (0, 0, 0, 0, 0, 0, 0, 0, None)
-    return jax.jit(jax.vmap(res, in_axes=axes)), jax.jit(jax.vmap(jax.jacfwd(res), in_axes=axes))
+    return jax.jit(jax.vmap(jax.jacfwd(res, has_aux=True), in_axes=axes))
 
 
 def _pad_patients(dataset, multiple: int = 1):
@@ -590,7 +595,7 @@ def build_trial_problem(
     doses = batch_dose_arrays([patient_regimens(p, regimens_by_arm, "fit_trial") for p in pats], model.pk_drugs, [weight_kg] * n_pat)
     fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
     local_shared = shared + per_arm
-    res_f, jac_f = _trial_fns(model, individual, local_shared, options)
+    blocks_and_residuals = _trial_fns(model, individual, local_shared, options)
 
     from .drugs import EFFECTS
 
@@ -622,13 +627,22 @@ def build_trial_problem(
 
     def theta_of(pv):
         g = np.array([pv[n].value for n in names])
-        return jnp.asarray(g[cols])
+        return g[cols]
+
+    latest = {}  # the last point evaluated: residuals and Jacobian blocks come from one call
+
+    def evaluate(pv):
+        theta = theta_of(pv)
+        if latest.get("theta") is None or not np.array_equal(latest["theta"], theta):
+            blocks, res = blocks_and_residuals(jnp.asarray(theta), fixed, doses, *data)
+            latest.update(theta=theta, residual=np.asarray(res).ravel()[flat_mask], blocks=np.asarray(blocks))
+        return latest["residual"], latest["blocks"]
 
     def residual(pv):
-        return np.asarray(res_f(theta_of(pv), fixed, doses, *data)).ravel()[flat_mask]
+        return evaluate(pv)[0].copy()
 
     def jacobian(pv):
-        blocks = np.asarray(jac_f(theta_of(pv), fixed, doses, *data))  # (n_pat, n_obs, n_local)
+        blocks = evaluate(pv)[1]  # (n_pat, n_obs, n_local)
         full = np.zeros((n_pat, t.shape[1], len(names)))
         for i in range(n_pat):
             np.add.at(full[i], (slice(None), cols[i]), blocks[i])
