@@ -24,8 +24,16 @@ def test_arm_figure_axes_and_units(sim, tmp_path):
     assert [t.get_text() for t in ax_v.get_legend().get_texts()] == ["triple", "double", "control"]
     lloq = [ln for ln in ax_v.get_lines() if list(ln.get_ydata()) == [sim.spec.lloq_log10] * 2]
     assert lloq, "assay limit line missing"
+    fig.canvas.draw()  # constrained layout, as on screen
+    laid_out = np.array([ax.get_position().bounds for ax in fig.axes])
     paths = save_figure(fig, tmp_path / "arms")
     assert [p.suffix for p in paths] == [".pdf", ".svg", ".png"] and all(p.stat().st_size > 1000 for p in paths)
+    # the layout is computed once (for the first format) and kept: constrained, not matplotlib's default boxes
+    # (those are 0.2 away); formats laid out one by one differ among themselves by up to 0.011
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    assert not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    assert np.allclose([ax.get_position().bounds for ax in fig.axes], laid_out, atol=0.02)
 
 
 # ---- each figure function from a small hand-made result ---------------------------------------------

@@ -88,12 +88,17 @@ def plot_arms(sim):
 
 
 def save_figure(fig, stem: str | Path, formats=("pdf", "svg", "png")) -> list[Path]:
-    """Save as vector PDF/SVG and 300-dpi PNG next to each other; returns the paths."""
+    """Save as vector PDF/SVG and 300-dpi PNG next to each other; returns the paths.
+
+    The layout engine (constrained layout) runs for the first format only; the others keep its axes
+    positions (a 57-panel figure's layout costs as much as drawing it). ``fig`` keeps no layout engine after.
+    """
     stem = Path(stem)
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
         fig.savefig(path, dpi=300 if fmt == "png" else None)
+        fig.set_layout_engine("none")
         paths.append(path)
     return paths
 
