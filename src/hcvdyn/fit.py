@@ -94,16 +94,52 @@ def residual_sd_mle(errors, margins=(), n_par: int = 0, lower: float = 1e-3, upp
     return s * factor, (math.sqrt(2 / d2) if d2 > 0 else math.nan) * factor, m2ll(s)
 
 
+def _patient_residuals(model: HCVModel, names: tuple[str, ...], options: SolverOptions):
+    """One patient's M3 residuals (masked samples 0) as a function of theta (values of ``names``), returned
+    twice: as the value to differentiate and as the auxiliary output of ``jax.jacfwd(..., has_aux=True)``."""
+
+    def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
+        params = {**fixed, **dict(zip(names, theta))}
+        pred = log10_load(model, params, doses, t, options)
+        r = jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
+        return r, r
+
+    return res
+
+
 @lru_cache(maxsize=32)
 def residual_fn(model: HCVModel, free: tuple[str, ...], options: SolverOptions):
     """Jitted (residuals, jacobian) of theta (free values in ``free`` order) for one patient's arrays."""
+    res = _patient_residuals(model, free, options)
 
-    def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
-        params = {**fixed, **dict(zip(free, theta))}
-        pred = log10_load(model, params, doses, t, options)
-        return jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
+    def one(*args):
+        return res(*args)[0]
 
-    return jax.jit(res), jax.jit(jax.jacfwd(res))
+    return jax.jit(one), jax.jit(jax.jacfwd(one))
+
+
+@lru_cache(maxsize=32)
+def _jacobian_and_residuals(model: HCVModel, names: tuple[str, ...], options: SolverOptions, batched: bool):
+    """Jitted (Jacobian w.r.t. theta, residuals) of one patient's arrays, or of patients' stacked arrays
+    (``batched``: vmapped, sigma shared). Forward mode computes the residuals on its way to the Jacobian."""
+    f = jax.jacfwd(_patient_residuals(model, names, options), has_aux=True)
+    return jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None)) if batched else f)
+
+
+def _once_per_point(theta_of, jacobian_and_residuals):
+    """evaluate(pars) -> (residuals, Jacobian) as numpy arrays from ``jacobian_and_residuals(theta)``, solved
+    once per point: lmfit asks for the Jacobian where it last asked for residuals, and forward mode gives both
+    in one pass. ``theta_of(pars)``: the numeric input at lmfit's ``pars``."""
+    latest = {}
+
+    def evaluate(pars):
+        theta = np.asarray(theta_of(pars), dtype=float)
+        if "theta" not in latest or not np.array_equal(latest["theta"], theta):
+            jac, res = jacobian_and_residuals(jnp.asarray(theta))
+            latest.update(theta=theta, value=(np.asarray(res), np.asarray(jac)))
+        return latest["value"]
+
+    return evaluate
 
 
 PAD_TO = 8  # series are padded to a multiple of this many samples, so few shapes are ever compiled
@@ -221,20 +257,19 @@ def fit_patient(
     if patient.doses and regimens:
         raise ValueError(f"{where}: the patient has dose records from its data file and regimens were given; use one")
     regimens = tuple(regimens) or tuple(patient.doses)
-    res_f, jac_f = residual_fn(model, free, options)
+    jac_and_res = _jacobian_and_residuals(model, free, options, False)
     fixed = {k: jnp.float64(v) for k, v in values.items() if k not in free}
     doses = {k: (jnp.asarray(a), jnp.asarray(b)) for k, (a, b) in dose_arrays(regimens, model.pk_drugs, weight_kg).items()}
     n = patient.n_obs
     t, y, cens, lloq, mask = (a[0] for a in _pad_patients([patient], multiple=PAD_TO))
     data = (jnp.asarray(t), jnp.asarray(y), jnp.asarray(cens), jnp.asarray(lloq), jnp.asarray(mask), jnp.float64(sigma))
-    def theta_of(pars):
-        return jnp.array([pars[k].value for k in free])
+    evaluate = _once_per_point(lambda pars: [pars[k].value for k in free], lambda theta: jac_and_res(theta, fixed, doses, *data))
 
     def residual(pars):
-        return np.asarray(res_f(theta_of(pars), fixed, doses, *data))[:n]
+        return evaluate(pars)[0][:n].copy()
 
     def jacobian(pars):
-        return np.array(jac_f(theta_of(pars), fixed, doses, *data)[:n])  # writable copy for lmfit
+        return evaluate(pars)[1][:n].copy()  # writable copy for lmfit
 
     starts = _starts(model, free, values, max(1, n_starts), seed, bounds)
 
@@ -297,25 +332,6 @@ class TrialFit:
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error."""
         return wald_interval(self.values[name], self.stderr[name], level)
-
-
-@lru_cache(maxsize=16)
-def _trial_fns(model: HCVModel, individual: tuple[str, ...], shared: tuple[str, ...], options: SolverOptions):
-    """Per-patient (Jacobian blocks w.r.t. (individual, shared) values, residuals), vmapped over patients.
-
-    One call gives both: the forward-mode Jacobian computes the residuals on its way, and lmfit asks for the
-    Jacobian where it last asked for residuals, so a separate residual function would solve every point twice.
-    """
-    names = individual + shared
-
-    def res(theta, fixed, doses, t, y, censored, lloq, mask, sigma):
-        params = {**fixed, **dict(zip(names, theta))}
-        pred = log10_load(model, params, doses, t, options)
-        r = jnp.where(mask, m3_residuals(pred, y, censored, lloq, sigma), 0.0)
-        return r, r
-
-    axes = (0, 0, 0, 0, 0, 0, 0, 0, None)
-    return jax.jit(jax.vmap(jax.jacfwd(res, has_aux=True), in_axes=axes))
 
 
 def _pad_patients(dataset, multiple: int = 1):
@@ -413,9 +429,9 @@ def fit_trial(
         return cand
 
     out, objectives = _best_of(residual, jacobian, starts(), max_nfev, "fit_trial", polish)
-    sigma_se, sigma_note, n_sigma, m2ll = math.nan, "", 0, float(out.chisqr)
+    sigma_se, sigma_note, m2ll = math.nan, "", float(out.chisqr)
     if estimate_sigma:
-        n_sigma, n_par, sigma_note = 1, len(out.var_names), "; residual SD not converged in 20 rounds"
+        n_par, sigma_note = len(out.var_names), "; residual SD not converged in 20 rounds"
         for _ in range(20):
             new_sigma, sigma_se, m2ll = residual_sd_mle(*_raw_errors(out.residual, local.censored, sigma), n_par=n_par)
             if abs(new_sigma - sigma) <= 1e-4 * sigma:
@@ -445,7 +461,7 @@ def fit_trial(
     if success and sigma_note:
         success = False
     traces: dict[str, list] = {}
-    k = len(vals) + n_sigma
+    k = len(vals) + int(estimate_sigma)
     return TrialFit(
         model=model.name, values=vals, stderr=se, objective=m2ll,
         aic=m2ll + 2 * k, bic=m2ll + k * math.log(n_obs),
@@ -595,7 +611,7 @@ def build_trial_problem(
     doses = batch_dose_arrays([patient_regimens(p, regimens_by_arm, "fit_trial") for p in pats], model.pk_drugs, [weight_kg] * n_pat)
     fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
     local_shared = shared + per_arm
-    blocks_and_residuals = _trial_fns(model, individual, local_shared, options)
+    blocks_and_residuals = _jacobian_and_residuals(model, individual + local_shared, options, True)
 
     from .drugs import EFFECTS
 
@@ -629,17 +645,10 @@ def build_trial_problem(
         g = np.array([pv[n].value for n in names])
         return g[cols]
 
-    latest = {}  # the last point evaluated: residuals and Jacobian blocks come from one call
-
-    def evaluate(pv):
-        theta = theta_of(pv)
-        if latest.get("theta") is None or not np.array_equal(latest["theta"], theta):
-            blocks, res = blocks_and_residuals(jnp.asarray(theta), fixed, doses, *data)
-            latest.update(theta=theta, residual=np.asarray(res).ravel()[flat_mask], blocks=np.asarray(blocks))
-        return latest["residual"], latest["blocks"]
+    evaluate = _once_per_point(theta_of, lambda theta: blocks_and_residuals(theta, fixed, doses, *data))
 
     def residual(pv):
-        return evaluate(pv)[0].copy()
+        return evaluate(pv)[0].ravel()[flat_mask]
 
     def jacobian(pv):
         blocks = evaluate(pv)[1]  # (n_pat, n_obs, n_local)
@@ -678,7 +687,7 @@ def build_trial_problem(
         bad = np.flatnonzero(per > chi2.ppf(level, mask.sum(axis=1)))
         if bad.size == 0:
             return pv, ()
-        one_res, one_jac = residual_fn(model, individual, options)
+        jac_and_res = _jacobian_and_residuals(model, individual, options, False)
         theta = np.asarray(theta_of(pv))
         out, improved = pv.copy(), []
         for i in bad:
@@ -692,10 +701,10 @@ def build_trial_problem(
                 sub = lmfit.Parameters()
                 for key, k, v in zip(keys, individual, first):
                     sub.add(k, value=float(np.clip(v, pv[key].min, pv[key].max)), min=pv[key].min, max=pv[key].max)
-                th = lambda q: jnp.array([q[k].value for k in individual])  # noqa: E731
+                evaluate = _once_per_point(lambda q: [q[k].value for k in individual],
+                                           lambda theta: jac_and_res(theta, others, dose_i, *data_i))
                 try:
-                    fit_i = _least_squares(lambda q: np.asarray(one_res(th(q), others, dose_i, *data_i)),
-                                           lambda q: np.array(one_jac(th(q), others, dose_i, *data_i)), sub, max_nfev)
+                    fit_i = _least_squares(lambda q: evaluate(q)[0].copy(), lambda q: evaluate(q)[1].copy(), sub, max_nfev)
                 except ValueError:
                     continue
                 if fit_i.chisqr < best - 1e-6:
