@@ -78,7 +78,7 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     from scipy.optimize import brentq
     from scipy.stats import norm
 
-    from hcvdyn.fit import _least_squares, profile_interval
+    from hcvdyn.fit import _least_squares, profile_curve, profile_grid, profile_interval
 
     rng = np.random.default_rng(7)
     x, sigma = np.linspace(0, 10, 12), 0.3
@@ -118,6 +118,43 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     lo, hi = profile_interval(res, jac, best, "b")
     assert lo == pytest.approx(exact[0], abs=0.02 * se) and hi == pytest.approx(exact[1], abs=0.02 * se)
     assert abs((hi - k_hat) - (k_hat - lo)) > 0.1 * se  # asymmetric: not the Wald interval
+
+    # the curve for a figure: 15 values over and around the interval, each the exact profile
+    grid = profile_grid(k_hat, (lo, hi), (best.params["b"].min, best.params["b"].max))
+    assert grid.size == 15 and grid[0] < lo and grid[-1] > hi
+    curve = profile_curve(res, jac, best, "b", grid)
+    assert [t for t, _ in curve] == pytest.approx(list(grid))
+    assert [d for _, d in curve] == pytest.approx([excess(k) + z**2 for k in grid], abs=1e-3)
+
+
+def test_wald_intervals_stay_inside_the_bounds_on_the_declared_scale():
+    """Fractions on the logit scale, log-scale parameters on the log scale, then back: eps near 1, whose linear
+    interval leaves [0, 1], stays inside; intervals are plain floats (no np.float64 when printed)."""
+    from scipy.special import logit
+    from scipy.stats import norm
+
+    z = norm.ppf(0.975)
+    eps, delta, v0 = (MODEL.params[k] for k in ("eps", "delta", "log10_V0"))
+    assert (eps.interval_scale, delta.interval_scale, v0.interval_scale) == ("logit", "log", "linear")
+    assert wald_interval(0.877, 0.069)[1] > 1  # the linear interval leaves the bounds
+    lo, hi = wald_interval(0.877, 0.069, param=eps)
+    assert 0 < lo < 0.877 < hi < 1
+    assert logit(hi) - logit(0.877) == pytest.approx(z * 0.069 / (0.877 * 0.123)) == pytest.approx(logit(0.877) - logit(lo))
+    lo, hi = wald_interval(0.05, 0.1, param=delta)
+    assert lo > 0 and math.log(hi / 0.05) == pytest.approx(z * 0.1 / 0.05) == pytest.approx(math.log(0.05 / lo))
+    assert wald_interval(6.0, 0.1, param=v0) == pytest.approx(wald_interval(6.0, 0.1))
+    assert wald_interval(1.0, 0.1, param=eps) == pytest.approx((1 - z * 0.1, 1.0))  # at the bound: open there
+    assert wald_interval(8.9, 1.0, param=v0)[1] == 9.0
+    assert all(math.isnan(v) for v in wald_interval(0.5, math.nan, param=eps))
+
+    sparse = synthetic(0, truth={**TRUTH, "eps": 0.9}, sigma=0.5, days=np.array([0, 1, 2, 7, 14, 28.0]))
+    fit = fit_patient(MODEL, sparse, FREE, {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15})  # eps 0.898, SE 0.058
+    intervals = {k: fit.interval(k) for k in FREE}
+    assert "np.float64" not in repr(intervals)
+    for k, (lo, hi) in intervals.items():
+        p = MODEL.params[k]
+        assert p.lower <= lo <= fit.params[k] <= hi <= p.upper, (k, lo, hi)
+    assert wald_interval(fit.params["eps"], fit.stderr["eps"])[1] > 1, "this patient no longer tests the bound"
 
 
 def test_jacobian_matches_central_differences_with_censored_samples():
@@ -366,7 +403,7 @@ def test_bundled_trial_fit_with_profile_intervals_and_estimated_residual_sd():
     spec = load_fit_spec(SPEC)
     ds = read_viral_loads(spec.data_path)
     kw = dict(individual=spec.individual, shared=spec.shared, params=spec.params, options=SolverOptions(atol=spec.atol))
-    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, sigma=spec.sigma, profile=("rho",), **kw)
+    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, sigma=spec.sigma, profile=("rho",), profile_points=0, **kw)
     arms = load_toml(TRUTH_FILE)["arms"]
     assert fit.success, fit.message
     for name, arm in (("eps", "triple"), ("rho", "control"), ("phi", "double")):

@@ -30,10 +30,11 @@ from jax.scipy.special import log_ndtr
 from .data import PatientData
 from .dosing import Regimen, dose_arrays
 from .models import HCVModel
-from .parameters import check_values
+from .parameters import Param, check_values
 from .solve import SolverOptions, log10_load
 
-__all__ = ["wald_interval", "m3_residuals", "residual_sd_mle", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval"]
+__all__ = ["wald_interval", "m3_residuals", "residual_sd_mle", "PatientFit", "fit_patient", "residual_fn", "TrialFit", "fit_trial", "build_trial_problem", "profile_interval",
+           "profile_curve", "profile_grid"]
 
 _TINY = 1e-300
 
@@ -166,10 +167,11 @@ class PatientFit:
     starts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     start_objectives: np.ndarray = field(default_factory=lambda: np.zeros(0))
     residuals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    declared: Mapping[str, Param] = field(default_factory=dict)  # declared row (bounds, scale) of each free parameter
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
-        """Wald interval from the standard error."""
-        return wald_interval(self.params[name], self.stderr[name], level)
+        """Wald interval from the standard error, on the parameter's declared scale (:func:`wald_interval`)."""
+        return wald_interval(self.params[name], self.stderr[name], level, self.declared.get(name))
 
 
 def _check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
@@ -186,12 +188,31 @@ def _check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str
     return bounds
 
 
-def wald_interval(value: float, se: float, level: float = 0.95) -> tuple[float, float]:
-    """value -/+ z * se with z the normal quantile for ``level``."""
+def wald_interval(value: float, se: float, level: float = 0.95, param: Param | None = None) -> tuple[float, float]:
+    """Wald interval at ``level``: value -/+ z se, with z the normal quantile; on the parameter's scale when ``param`` is given.
+
+    With ``param`` (its declared row) the interval is computed on :attr:`Param.interval_scale` and transformed
+    back: log-scale parameters exp(ln x -/+ z se / x), fractions in [0, 1] expit(logit x -/+ z se / (x (1 - x)))
+    (the delta-method SE on that scale), so neither leaves (0, inf) or (0, 1); others x -/+ z se. The limits are
+    then held to the declared bounds (a limit at a bound: the interval is open there, as for
+    :func:`profile_interval`). A fraction estimated at 0 or 1 gets the linear interval, held to the bounds.
+    Without ``param``: x -/+ z se. Returns Python floats.
+    """
+    from scipy.special import expit, logit
     from scipy.stats import norm
 
-    q = norm.ppf(0.5 + level / 2)
-    return value - q * se, value + q * se
+    q, value, se = float(norm.ppf(0.5 + level / 2)), float(value), float(se)
+    scale = param.interval_scale if param is not None else "linear"
+    with np.errstate(over="ignore"):
+        if scale == "log" and value > 0:
+            lims = value * np.exp(np.array([-q, q]) * se / value)
+        elif scale == "logit" and 0 < value < 1:
+            lims = expit(logit(value) + np.array([-q, q]) * se / (value * (1 - value)))
+        else:
+            lims = value + np.array([-q, q]) * se
+    if param is not None:
+        lims = np.clip(lims, param.lower, param.upper)
+    return float(lims[0]), float(lims[1])
 
 
 def _draw_start(p, first: float, lo: float, hi: float, rng) -> float:
@@ -296,7 +317,7 @@ def fit_patient(
         objective=float(best.chisqr), aic=float(best.chisqr + 2 * len(free)),
         bic=float(best.chisqr + len(free) * math.log(n)), success=success, message=message, n_obs=n,
         n_censored=int(np.sum(patient.censored)), sigma=sigma, starts=starts,
-        start_objectives=np.array(objectives), residuals=np.asarray(best.residual),
+        start_objectives=np.array(objectives), residuals=np.asarray(best.residual), declared={k: model.params[k] for k in free},
     )
 
 
@@ -328,10 +349,11 @@ class TrialFit:
     refined: tuple[str, ...] = ()  # patients refitted alone after the joint fit stalled far from their optimum
     sigma_se: float = math.nan  # standard error of ``sigma`` when it was estimated (``estimate_sigma``)
     sigma_estimated: bool = False
+    declared: Mapping[str, Param] = field(default_factory=dict)  # declared row (bounds, scale) of each estimated value
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
-        """Wald interval from the standard error."""
-        return wald_interval(self.values[name], self.stderr[name], level)
+        """Wald interval from the standard error, on the parameter's declared scale (:func:`wald_interval`)."""
+        return wald_interval(self.values[name], self.stderr[name], level, self.declared.get(name))
 
 
 def _pad_patients(dataset, multiple: int = 1):
@@ -362,6 +384,7 @@ def fit_trial(
     max_nfev: int = 200,
     profile: Sequence[str] = (),
     level: float = 0.95,
+    profile_points: int = 15,
     n_starts: int = 1,
     seed: int = 0,
     estimate_sigma: bool = False,
@@ -379,7 +402,9 @@ def fit_trial(
     outside: value of such a parameter in the arms where it is not estimated; default 0 for the
     constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
     profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
-    profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`.
+    profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`; the
+    profile is also evaluated at ``profile_points`` values over and around that interval (:func:`profile_grid`,
+    :func:`profile_curve`; 0: none), and ``TrialFit.profile_trace`` holds every value evaluated, for figures.
     n_starts > 1 refits from further starts in which the shared and per-arm values are drawn within their
     bounds (seeded by ``seed``, see :func:`_draw_start`; per-patient starts stay at ``params``, where every
     patient has a chronic steady state) and keeps the best; ``TrialFit.start_objectives`` holds each
@@ -461,6 +486,11 @@ def fit_trial(
     if success and sigma_note:
         success = False
     traces: dict[str, list] = {}
+    intervals = {n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile}
+    if profile_points:
+        for n, lims in intervals.items():
+            grid = profile_grid(vals[n], lims, (out.params[n].min, out.params[n].max), profile_points)
+            traces[n] += profile_curve(residual, jacobian, out, n, grid, max_nfev)
     k = len(vals) + int(estimate_sigma)
     return TrialFit(
         model=model.name, values=vals, stderr=se, objective=m2ll,
@@ -468,10 +498,11 @@ def fit_trial(
         success=success, message=out.message + sigma_note if success else f"not converged or singular: {out.message}{sigma_note}",
         n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
         patient_params=local(out.params),
-        profile={n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile},
+        profile=intervals,
         covariance=cov, local_names=local.names, patient_columns=local.columns,
         profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
         start_objectives=tuple(objectives), refined=tuple(sorted(refined)), sigma_se=sigma_se, sigma_estimated=bool(estimate_sigma),
+        declared={n: model.params[n.split("__")[0]] for n in vals},
     )
 
 
@@ -523,9 +554,7 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
     lo_b, hi_b = p_hat.min, p_hat.max
 
     def signed_root(theta, start):
-        pars = start.copy()
-        pars[name].set(value=theta, vary=False)
-        out = _least_squares(residual, jacobian, pars, max_nfev)
+        out = _profile_point(residual, jacobian, start, name, theta, max_nfev)
         if trace is not None:
             trace.append((float(theta), float(max(out.chisqr - chi_min, 0.0))))
         return math.copysign(math.sqrt(max(out.chisqr - chi_min, 0.0)), theta - theta_hat), out.params
@@ -550,6 +579,38 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
             limit = t
         limits.append(limit)
     return tuple(limits)
+
+
+def _profile_point(residual, jacobian, start, name: str, theta: float, max_nfev: int):
+    """The fit with ``name`` fixed at ``theta`` and the others refitted from ``start`` (lmfit Parameters)."""
+    pars = start.copy()
+    pars[name].set(value=float(theta), vary=False)
+    return _least_squares(residual, jacobian, pars, max_nfev)
+
+
+def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 200) -> list[tuple[float, float]]:
+    """(theta, Delta(-2 log L)) of the profile likelihood of ``name`` at each of ``thetas``, sorted by theta.
+
+    At each value the parameter is fixed and the others refitted; values are visited outward from the estimate
+    on each side, each warm-started from its neighbour nearer the estimate. ``best``: the unconstrained fit.
+    """
+    theta_hat, chi_min = best.params[name].value, best.chisqr
+    thetas = np.sort(np.asarray(thetas, float))
+    points = []
+    for side in (thetas[thetas < theta_hat][::-1], thetas[thetas >= theta_hat]):
+        start = best.params
+        for t in side:
+            out = _profile_point(residual, jacobian, start, name, t, max_nfev)
+            points.append((float(t), float(max(out.chisqr - chi_min, 0.0))))
+            start = out.params
+    return sorted(points)
+
+
+def profile_grid(estimate: float, interval: tuple[float, float], bounds: tuple[float, float], n: int = 15) -> np.ndarray:
+    """``n`` values evenly spaced over ``interval`` widened by a quarter of its width on each side, within ``bounds``."""
+    lo, hi = interval
+    width = hi - lo if math.isfinite(hi - lo) and hi > lo else 0.2 * max(abs(estimate), 1e-3)
+    return np.linspace(max(min(lo, estimate) - width / 4, bounds[0]), min(max(hi, estimate) + width / 4, bounds[1]), n)
 
 
 def build_trial_problem(

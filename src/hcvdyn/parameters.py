@@ -52,6 +52,13 @@ class Param:
         if self.scale == "log" and self.lower <= 0:
             raise ValueError(f"parameter {self.name!r}: log scale needs a positive lower bound")
 
+    @property
+    def interval_scale(self) -> str:
+        """Scale of Wald intervals: "log" for a log-scale parameter, "logit" for a fraction (unit "1", bounds [0, 1]), else "linear"."""
+        if self.scale == "log":
+            return "log"
+        return "logit" if self.unit == "1" and (self.lower, self.upper) == (0.0, 1.0) else "linear"
+
     def label(self) -> str:
         """Axis label such as ``$\\delta$ (1/day)``."""
         sym = f"${self.symbol}$" if self.symbol else self.name

@@ -118,7 +118,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                 continue
             try:
                 fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.individual, spec.shared, spec.per_arm,
-                                spec.params, profile=profiled, level=level, **spec.fit_options())
+                                spec.params, profile=profiled, level=level, profile_points=0, **spec.fit_options())
             except (RuntimeError, ValueError) as e:
                 row.update(converged=False, message=str(e))
                 rows.append(row)
@@ -129,7 +129,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
             estimates = {**fit.values, "residual_sd": fit.sigma}
             ses = {**fit.stderr, "residual_sd": fit.sigma_se}
             for name, true in truth.items():
-                lo, hi = wald_interval(estimates[name], ses[name], level)
+                lo, hi = fit.interval(name, level) if name in fit.values else wald_interval(estimates[name], ses[name], level)
                 row.update({name: estimates[name], f"{name}_se": ses[name], f"{name}_wald_covers": bool(lo <= true <= hi)})
                 if name in profiled:
                     plo, phi = fit.profile[name]

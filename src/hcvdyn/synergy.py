@@ -149,7 +149,8 @@ def estimate_synergy(
     else:
         shared_full.append("psi")
     start = {**params, **{k: v for k, v in null.values.items() if "__" not in k}, "psi": 0.0}
-    full = fit_trial(model, dataset, regimens_by_arm, individual, shared_full, per_arm, start, profile=["psi"], level=level, **fit_kw)
+    full = fit_trial(model, dataset, regimens_by_arm, individual, shared_full, per_arm, start, profile=["psi"], level=level,
+                     **{"profile_points": 0, **fit_kw})  # the interval only: no curve for a figure
     lrt = max(0.0, null.objective - full.objective)
     from scipy.stats import chi2
 
