@@ -104,6 +104,8 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     fig = plots.plot_vpc(obs, simq, math.log10(15))
     assert fig.axes[0].get_ylabel() == VL and fig.axes[0].get_xlabel() == "time (days)"
     assert len(fig.axes[0].collections) == 3  # one band per percentile
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "observed median" in legend and "observed 10/90th percentiles" in legend and any("95% range" in t for t in legend)
 
     fig = plots.plot_pk_efficacy(sim, "triple", days=7)
     ylabels = [ax.get_ylabel() for ax in fig.axes]
@@ -118,7 +120,7 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     fig = plots.plot_synergy(x, surf, bliss, 2.0, (1.0, 3.0), ("ribavirin", "celgosivir"), point=(1.0, 1.0))
     ax_i, ax_s = fig.axes[:2]
     assert ax_i.get_xlabel() == "celgosivir (concentration / EC50, 1)" and ax_i.get_xscale() == "log"
-    assert "psi = 2.00 [1.00, 3.00]" in [t.get_text() for t in ax_i.get_legend().get_texts()][0]
+    assert "psi = 2.00 [1.00, 3.00]" in [t.get_text() for t in fig.legends[0].get_texts()][0]
     assert "minus Bliss" in fig.axes[-1].get_ylabel()
 
     rows = [{"name": "eps", "unit": "1", "value": 0.8, "lower": 0.7, "upper": 0.9, "profile_lower": 0.69, "profile_upper": 0.88, "truth": 0.85},
@@ -127,8 +129,11 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     assert [ax.get_xlabel() for ax in fig.axes] == ["estimate (dimensionless)", "estimate (mg/L)"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["eps"]
 
-    fig = plots.plot_profiles({"eps": {"theta": [0.7, 0.9], "delta": [3.84, 3.84], "estimate": 0.8, "interval": (0.7, 0.9), "unit": "1"}})
+    theta = np.linspace(0.65, 0.95, 15)
+    fig = plots.plot_profiles({"eps": {"theta": theta, "delta": 3.84 * ((theta - 0.8) / 0.1) ** 2, "estimate": 0.8,
+                                       "interval": (0.7, 0.9), "unit": "1"}})
     ax = fig.axes[0]
+    assert len(ax.get_lines()[0].get_xdata()) == 16  # the grid and the estimate, drawn as one curve
     assert ax.get_xlabel() == "eps (1)" and ax.get_ylabel() == r"$\Delta(-2\log L)$ (1)"
     cut = [ln for ln in ax.get_lines() if len(ln.get_ydata()) == 2 and np.allclose(ln.get_ydata(), 3.8414588)]
     assert cut, "chi-square(1) 95% cut-off missing"
@@ -139,3 +144,59 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     assert fig.axes[0].get_xlabel() == r"difference in mean week-12 decline (log$_{10}$ IU/mL)"
     assert fig.axes[1].get_xlabel() == "difference in EVR (percentage points)"
     assert fig.axes[0].get_lines()[0].get_color() == "#0072B2"  # interval below 0 drawn as a decrease
+
+
+# ---- defects a reader meets: colour scale, overlapping labels, clipped titles, crowded bands --------
+
+def _disjoint(boxes) -> bool:
+    return not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+@pytest.mark.parametrize("psi", [0.1, 0.37, 2.0, -1.0])
+def test_synergy_colour_scale_follows_the_data_and_isobole_labels_are_upright_and_apart(psi):
+    from hcvdyn.models import get_model
+    from hcvdyn.synergy import interaction_surface
+
+    x, surf, bliss = interaction_surface(get_model("agi_constant"), {"rho": 0.5, "phi": 0.5}, psi)
+    fig = plots.plot_synergy(x, surf, bliss, psi, (psi - 0.5, psi + 0.5), ("ribavirin", "celgosivir"), point=(1.0, 1.0))
+    ax_i, ax_s = fig.axes[:2]
+    vmin, vmax = ax_s.collections[0].get_clim()
+    assert vmax == pytest.approx(np.max(np.abs(surf - bliss))) and vmin == -vmax  # +/-0.01 at psi = 0.1, not +/-1
+    fig.canvas.draw()
+    labels = ax_i.texts
+    assert sorted(float(t.get_text()) for t in labels) == [0.5, 0.8, 0.9, 0.95]  # each fitted isobole once
+    assert all(t.get_rotation() == 0 for t in labels)
+    boxes = [t.get_window_extent() for t in labels]
+    star = next(ln for ln in ax_i.get_lines() if ln.get_marker() == "*").get_window_extent(fig.canvas.get_renderer())
+    assert _disjoint(boxes + [star])  # apart from each other and from the fitted exposure's marker
+    inside = ax_i.get_window_extent()
+    assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 and inside.y0 <= b.y0 and b.y1 <= inside.y1 for b in boxes)
+
+
+def test_long_titles_fit_inside_the_figure():
+    import matplotlib.text
+
+    t = np.array([0.0, 28, 84])
+    band = (t, np.array([0, 1, 1.2]), np.array([0, 0.8, 0.9]), np.array([0, 1.2, 1.5]))
+    title = "mean decline by arm: data (censored at the limit) and fitted patients, 95% CI of the mean"
+    fig = plots.plot_arm_trajectories({"triple": band}, {"triple": band}, title=title)
+    fig.canvas.draw()
+    shown = [a for a in fig.findobj(matplotlib.text.Text) if a.get_text().replace("\n", " ") == title]
+    assert len(shown) == 1
+    box, page = shown[0].get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+
+
+def test_scenario_trajectories_one_panel_per_scenario_over_the_reference():
+    t = np.arange(0, 85.0)
+    model = {a: (t, k * np.sqrt(t) / 4, k * np.sqrt(t) / 5, k * np.sqrt(t) / 3)
+             for k, a in enumerate(["triple", "cel_200mg_bid", "cel_800mg_qd", "rbv_1200mg", "no_celgosivir", "adherence_70"], 1)}
+    fig = plots.plot_scenario_trajectories(model, "triple", title="virtual trial")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in panels] == list(model)[1:]
+    assert all(len(ax.collections) == 1 for ax in panels)  # one scenario's band per panel (the reference: lines)
+    assert all(ax.xaxis.get_tick_params()["labelbottom"] for ax in panels[-3:])  # time labelled under each column
+    assert np.allclose(panels[0].get_lines()[0].get_xdata(), t / 7) and panels[0].yaxis_inverted()
+    assert fig._supylabel.get_text() == r"decline from baseline (log$_{10}$ IU/mL)" and fig._supxlabel.get_text() == "time (weeks)"
+    with pytest.raises(ValueError, match="reference arm 'x'"):
+        plots.plot_scenario_trajectories(model, "x")

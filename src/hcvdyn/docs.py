@@ -114,7 +114,7 @@ def model_reference() -> str:
 
 API_MODULES = ("hcvdyn", "hcvdyn.models", "hcvdyn.solve", "hcvdyn.dosing", "hcvdyn.pk", "hcvdyn.data", "hcvdyn.fit",
                "hcvdyn.diagnostics", "hcvdyn.synergy", "hcvdyn.outcomes", "hcvdyn.trial", "hcvdyn.calibrate", "hcvdyn.io",
-               "hcvdyn.plots", "hcvdyn.report")
+               "hcvdyn.plotstyle", "hcvdyn.plots", "hcvdyn.plots_fit", "hcvdyn.report")
 
 
 def api_reference() -> str:

@@ -1,56 +1,27 @@
 """Publication figures. Each function takes plain result objects and returns a matplotlib Figure.
 
 matplotlib is imported inside the functions, so the numerical package never needs it. One style for
-all figures: the Okabe-Ito colour-blind-safe palette, axes labelled with units, viral loads in
-log10 IU/mL with the assay limit drawn.
+all figures (:mod:`hcvdyn.plotstyle`): the Okabe-Ito colour-blind-safe palette, axes labelled with units,
+viral loads in log10 IU/mL with the assay limit drawn. The figures of a fit live in :mod:`hcvdyn.plots_fit`
+and are re-exported here; this module holds those of simulated arms, outcomes, synergy and scenarios.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
+
+from .plots_fit import plot_forest as plot_forest, plot_patient_fits as plot_patient_fits
+from .plots_fit import plot_profiles as plot_profiles, plot_vpc as plot_vpc
+from .plotstyle import DROP_LABEL, EFFECT_COLORS, EFFECT_LABELS, arm_colors, pyplot, style, wrap_to_width
+from .plotstyle import OKABE_ITO as OKABE_ITO, save_figure as save_figure
 
 __all__ = [
     "OKABE_ITO", "arm_colors", "style", "save_figure", "plot_arms", "plot_patient_fits", "plot_arm_trajectories",
     "plot_waterfall", "plot_vpc", "plot_pk_efficacy", "plot_synergy", "plot_forest", "plot_profiles", "plot_scenarios",
+    "plot_scenario_trajectories",
 ]
-
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-
-EFFECT_COLORS = {"eps": "#CC79A7", "eta": "#999999", "rho": "#56B4E9", "phi": "#E69F00", "sigma": "#000000"}
-EFFECT_LABELS = {
-    "eps": r"$\varepsilon$ (IFN: production block)",
-    "eta": r"$\eta$ (IFN: infection block)",
-    "rho": r"$\rho$ (RBV: non-infectious fraction)",
-    "phi": r"$\varphi$ (celgosivir: non-infectious fraction)",
-    "sigma": r"$\sigma$ (celgosivir: secretion block)",
-}
-
-
-def style() -> dict:
-    """rcParams of the house style (use with ``matplotlib.rc_context``)."""
-    return {
-        "font.size": 9,
-        "axes.titlesize": 9,
-        "axes.labelsize": 9,
-        "legend.fontsize": 8,
-        "xtick.labelsize": 8,
-        "ytick.labelsize": 8,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.prop_cycle": __import__("cycler").cycler(color=OKABE_ITO),
-        "lines.linewidth": 1.4,
-        "savefig.bbox": "tight",
-        "pdf.fonttype": 42,
-        "svg.fonttype": "none",
-    }
-
-
-def arm_colors(arms) -> dict[str, str]:
-    """Arm -> Okabe-Ito colour, in order."""
-    return {a: OKABE_ITO[i % len(OKABE_ITO)] for i, a in enumerate(arms)}
 
 
 def plot_arms(sim):
@@ -58,7 +29,7 @@ def plot_arms(sim):
 
     ``sim`` is a :class:`hcvdyn.trial.ArmSimulation`.
     """
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
     with matplotlib.rc_context(style()):
         fig, (ax_v, ax_e) = plt.subplots(1, 2, figsize=(7.2, 3.6), layout="constrained")
         colors = arm_colors(sim.trajectories)
@@ -87,90 +58,13 @@ def plot_arms(sim):
     return fig
 
 
-def save_figure(fig, stem: str | Path, formats=("pdf", "svg", "png")) -> list[Path]:
-    """Save as vector PDF/SVG and 300-dpi PNG next to each other; returns the paths.
-
-    The layout engine (constrained layout) runs for the first format only; the others keep its axes
-    positions (a 57-panel figure's layout costs as much as drawing it). ``fig`` keeps no layout engine after.
-    """
-    stem = Path(stem)
-    paths = []
-    for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path, dpi=300 if fmt == "png" else None)
-        fig.set_layout_engine("none")
-        paths.append(path)
-    return paths
-
-
-# ---- shared pieces ---------------------------------------------------------------------------------
-
-VL_LABEL = r"HCV RNA (log$_{10}$ IU/mL)"
-DROP_LABEL = r"decline from baseline (log$_{10}$ IU/mL)"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return matplotlib, plt
-
-
-def _draw_lloq(ax, lloq_log10: float, x_right: float) -> None:
-    ax.axhline(lloq_log10, color="0.4", ls=":", lw=1)
-    ax.text(x_right, lloq_log10, "LLOQ", va="bottom", ha="right", fontsize=6, color="0.4")
-
-
-def _mark_samples(ax, x, y, censored, color, ms=3.0):
-    """Observed samples as filled circles; censored ones (at their limit) as open down-triangles."""
-    x, y, censored = np.asarray(x), np.asarray(y), np.asarray(censored, bool)
-    ax.plot(x[~censored], y[~censored], "o", ms=ms, color=color, zorder=3)
-    if censored.any():
-        ax.plot(x[censored], y[censored], "v", ms=ms + 1, mfc="white", mec=color, zorder=3)
-
-
-def plot_patient_fits(patients, curves, ncols: int = 6, max_patients: int | None = None, colors=None):
-    """Grid of patients: samples, fitted curve and 95% prediction band (log10 IU/mL vs days).
-
-    patients: :class:`hcvdyn.data.PatientData` sequence. curves: id -> (t_days, fitted, lower, upper) with
-    the band's limits (NaN to omit). Censored samples are open triangles at their limit; the limit is dotted.
-    """
-    matplotlib, plt = _pyplot()
-    pats = list(patients)[:max_patients]
-    if not pats:
-        raise ValueError("plot_patient_fits: no patients")
-    colors = colors or arm_colors(dict.fromkeys(p.arm for p in pats))
-    nrows = -(-len(pats) // ncols)
-    with matplotlib.rc_context(style()):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(1.25 * ncols + 0.4, 1.05 * nrows + 0.6), sharex=True, sharey=True,
-                                 layout="constrained", squeeze=False)
-        for ax, p in zip(axes.flat, pats):
-            c = colors[p.arm]
-            t, f, lo, hi = (np.asarray(a, float) for a in curves[p.id])
-            if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
-                ax.fill_between(t, lo, hi, color=c, alpha=0.2, lw=0)
-            ax.plot(t, f, color=c, lw=1.0)
-            _mark_samples(ax, p.t_days, p.log10_vl, p.censored, c, ms=2.2)
-            _draw_lloq(ax, float(np.min(p.lloq_log10)), t[-1])
-            ax.set_title(f"{p.id} ({p.arm})", fontsize=6.5, pad=2)
-        for ax in axes.flat[len(pats):]:
-            ax.set_visible(False)
-        low = min(float(np.min(p.lloq_log10)) for p in pats) - 1.5
-        axes[0, 0].set_ylim(bottom=low)
-        fig.supylabel(VL_LABEL, fontsize=8)
-        fig.supxlabel("time (days)", fontsize=8)
-        fig.suptitle("data (dots; open triangles: below LLOQ), fit (line) and 95% prediction band", fontsize=8)
-    return fig
-
 
 def plot_arm_trajectories(observed=None, model=None, unit: str = "days", title: str = ""):
     """Mean log10 decline by arm over time with 95% intervals: data (points with bars) and model (line, band).
 
     observed / model: arm -> (t_days, centre, lower, upper). Either may be None (e.g. a virtual trial has no data).
     """
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
     if not observed and not model:
         raise ValueError("plot_arm_trajectories: nothing to draw")
     arms = list(dict.fromkeys([*(observed or {}), *(model or {})]))
@@ -192,8 +86,54 @@ def plot_arm_trajectories(observed=None, model=None, unit: str = "days", title: 
         ax.invert_yaxis()
         ax.set_xlabel(f"time ({unit})")
         ax.set_ylabel(DROP_LABEL)
-        ax.set_title(title or "mean decline by arm, 95% intervals", loc="left")
+        ax.set_title(wrap_to_width(title or "mean decline by arm, 95% intervals", 3.9, 9), loc="left")
         ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def plot_scenario_trajectories(model, reference: str, unit: str = "weeks", ncols: int = 3, title: str = ""):
+    """Trajectories of what-if scenarios, one panel per scenario, each over the reference arm's.
+
+    model: arm -> (t_days, centre, lower, upper) of the decline in log10 IU/mL (e.g. the median and 5-95% of
+    virtual patients), the reference arm among them. Each panel: one scenario (its colour: band and line) over
+    the reference (grey: dashed centre, dotted limits), on shared axes.
+    """
+    matplotlib, plt = pyplot()
+    from matplotlib.lines import Line2D
+    if reference not in model:
+        raise ValueError(f"plot_scenario_trajectories: reference arm {reference!r} not among {', '.join(model)}")
+    others = [a for a in model if a != reference]
+    if not others:
+        raise ValueError("plot_scenario_trajectories: no scenario besides the reference arm")
+    colors = arm_colors(others)
+    scale = 7.0 if unit == "weeks" else 1.0
+    ncols = min(ncols, len(others))
+    nrows = -(-len(others) // ncols)
+    t_r, m_r, lo_r, hi_r = (np.asarray(a, float) for a in model[reference])
+    with matplotlib.rc_context(style()):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 0.5, 1.9 * nrows + 0.8), sharex=True, sharey=True,
+                                 layout="constrained", squeeze=False)
+        for ax, arm in zip(axes.flat, others):
+            t, m, lo, hi = (np.asarray(a, float) for a in model[arm])
+            ax.fill_between(t / scale, lo, hi, color=colors[arm], alpha=0.3, lw=0)
+            ax.plot(t / scale, m, color=colors[arm])
+            ax.plot(t_r / scale, m_r, color="0.3", ls="--", lw=1.0)
+            ax.plot(t_r / scale, np.c_[lo_r, hi_r], color="0.3", ls=":", lw=0.8)
+            ax.axhline(0.0, color="0.6", lw=0.8)
+            ax.set_title(arm, loc="left", fontsize=8)
+        for k, ax in enumerate(axes.flat):
+            if k >= len(others):
+                ax.set_visible(False)
+            elif k + ncols >= len(others):  # the lowest panel of its column: its time axis is labelled
+                ax.xaxis.set_tick_params(labelbottom=True)
+        axes[0, 0].invert_yaxis()
+        axes[0, 0].legend(handles=[Line2D([], [], color="0.3", ls="--", lw=1.0, label=f"{reference} (reference)"),
+                                   Line2D([], [], color="0.3", ls=":", lw=0.8, label="its 5-95% limits")],
+                          frameon=False, fontsize=6.5, loc="lower left")
+        fig.supxlabel(f"time ({unit})", fontsize=9)
+        fig.supylabel(DROP_LABEL, fontsize=9)
+        if title:
+            fig.suptitle(wrap_to_width(title, 2.3 * ncols + 0.3, 8), fontsize=8)
     return fig
 
 
@@ -203,7 +143,7 @@ def plot_waterfall(drops, evr_threshold: float = 2.0, censored=None, week: int =
     drops: arm -> array of declines (log10 IU/mL; NaN = no week-12 sample, left out). censored: arm -> bool
     array (undetectable at that week: the bar is a lower bound and is hatched).
     """
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
     arms = list(drops)
     colors = arm_colors(arms)
     with matplotlib.rc_context(style()):
@@ -232,39 +172,10 @@ def plot_waterfall(drops, evr_threshold: float = 2.0, censored=None, week: int =
     return fig
 
 
-def plot_vpc(observed, simulated, lloq_log10: float, percentiles=(10, 50, 90)):
-    """Visual predictive check, one panel per arm.
-
-    observed: arm -> (t_days, (k, n_t) observed percentiles). simulated: arm -> (t_days, (k, 3, n_t)) median,
-    lower and upper limits over replicate trials of each simulated percentile. Values in log10 IU/mL,
-    censored samples counted at the limit.
-    """
-    matplotlib, plt = _pyplot()
-    arms = list(observed)
-    with matplotlib.rc_context(style()):
-        fig, axes = plt.subplots(1, len(arms), figsize=(2.6 * len(arms) + 0.4, 3.0), sharey=True, layout="constrained",
-                                 squeeze=False)
-        shades = ("#56B4E9", "#D55E00", "#56B4E9")
-        for ax, arm in zip(axes[0], arms):
-            t_s, sim = simulated[arm]
-            t_o, obs = observed[arm]
-            for k, q in enumerate(percentiles):
-                c = shades[k % len(shades)] if q != 50 else "#D55E00"
-                ax.fill_between(t_s, sim[k, 1], sim[k, 2], color=c, alpha=0.25, lw=0)
-                ax.plot(t_s, sim[k, 0], color=c, lw=0.8, ls="--")
-                ax.plot(t_o, obs[k], "o-" if q == 50 else "o:", color="0.1", ms=2.5, lw=1.0)
-            _draw_lloq(ax, lloq_log10, t_s[-1])
-            ax.set_title(arm, loc="left")
-            ax.set_xlabel("time (days)")
-        axes[0, 0].set_ylabel(VL_LABEL)
-        fig.suptitle(f"VPC: observed {'/'.join(map(str, percentiles))}th percentiles (black) vs 95% intervals of the "
-                     "simulated ones (bands)", fontsize=8)
-    return fig
-
 
 def plot_pk_efficacy(sim, arm: str | None = None, days: float | None = 14.0):
     """Concentration (left) and effect (right) of each drug of an arm over time, from :func:`hcvdyn.trial.simulate_arms`."""
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
     from .drugs import DRUGS
 
     arm = arm or max(sim.spec.arms, key=lambda a: len({r.drug for r in sim.spec.arms[a]}))
@@ -300,90 +211,63 @@ def plot_synergy(x, surface, bliss, psi: float, psi_interval=(math.nan, math.nan
     """Isobologram (a) and excess over Bliss (b) of a drug pair, from :func:`hcvdyn.synergy.interaction_surface`.
 
     x: concentrations in EC50 units (log grid); surface / bliss: (n, n) combined effect at psi and at 0 (rows:
-    drug A). point: (x_A, x_B) of the fitted exposures, marked on both panels.
+    drug A). point: (x_A, x_B) of the fitted exposures, marked on both panels. Each fitted isobole is labelled
+    once, upright, near the diagonal and apart from the other labels (:func:`_isobole_label_points`); panel
+    (b)'s colour scale is symmetric around 0 at the largest departure (at least 0.001).
     """
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
+    departure = np.asarray(surface, float) - np.asarray(bliss, float)
+    span = max(float(np.nanmax(np.abs(departure))) if np.any(np.isfinite(departure)) else 0.0, 1e-3)
     with matplotlib.rc_context(style()):
         fig, (ax_i, ax_s) = plt.subplots(1, 2, figsize=(7.0, 3.2), layout="constrained")
-        cs_b = ax_i.contour(x, x, bliss, levels=levels, colors="0.45", linestyles="--", linewidths=1)
+        ax_i.contour(x, x, bliss, levels=levels, colors="0.45", linestyles="--", linewidths=1)
         cs_f = ax_i.contour(x, x, surface, levels=levels, colors="#D55E00", linewidths=1.3)
-        ax_i.clabel(cs_f, fmt="%.2f", fontsize=6)
-        ax_i.clabel(cs_b, fmt="%.2f", fontsize=6)
+        avoid = [(point[1], point[0])] if point is not None else []
+        for level, (xb, xa) in _isobole_label_points(cs_f, levels, (x[0], x[-1]), avoid).items():
+            ax_i.text(xb, xa, f"{level:g}", fontsize=6, color="#D55E00", ha="center", va="center", rotation=0,
+                      bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"}, zorder=4)
         lo, hi = psi_interval
         ax_i.plot([], [], color="#D55E00", label=f"fitted, psi = {psi:.2f} [{lo:.2f}, {hi:.2f}]")
         ax_i.plot([], [], color="0.45", ls="--", label="Bliss independence (psi = 0)")
-        excess = ax_s.pcolormesh(x, x, surface - bliss, cmap="RdBu_r", vmin=-1, vmax=1, shading="auto")
+        excess = ax_s.pcolormesh(x, x, departure, cmap="RdBu_r", vmin=-span, vmax=span, shading="gouraud")
         fig.colorbar(excess, ax=ax_s, label="combined effect minus Bliss (fraction)")
         for ax in (ax_i, ax_s):
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xlim(x[0], x[-1])
+            ax.set_ylim(x[0], x[-1])
             ax.set_xlabel(f"{names[1]} (concentration / EC50, 1)")
             ax.set_ylabel(f"{names[0]} (concentration / EC50, 1)")
             if point is not None:
                 ax.plot([point[1]], [point[0]], "k*", ms=8, label="fitted exposure")
-        ax_i.legend(frameon=False, fontsize=6.5, loc="upper right")
+        fig.legend(handles=ax_i.get_lines()[:3], frameon=False, fontsize=7, loc="outside lower center", ncol=3,
+                   title=f"isoboles at combined effects {', '.join(map(str, levels))}", title_fontsize=7)
         ax_i.set_title("(a) isoboles of the combined effect", loc="left")
         ax_s.set_title("(b) departure from Bliss", loc="left")
     return fig
 
 
-def plot_forest(rows, title: str = "estimates with 95% intervals"):
-    """Forest plot; one panel per unit. rows: dicts with name, unit, value, lower, upper, and optional
-    profile_lower/profile_upper (a second interval) and truth (a known value, e.g. of synthetic data)."""
-    matplotlib, plt = _pyplot()
-    if not rows:
-        raise ValueError("plot_forest: no estimates")
-    units = list(dict.fromkeys(r["unit"] for r in rows))
-    groups = [[r for r in rows if r["unit"] == u] for u in units]
-    with matplotlib.rc_context(style()):
-        fig, axes = plt.subplots(len(units), 1, figsize=(4.6, 0.9 + 0.32 * len(rows) + 0.5 * len(units)), layout="constrained",
-                                 squeeze=False, height_ratios=[len(g) + 0.6 for g in groups])
-        for ax, unit, group in zip(axes[:, 0], units, groups):
-            y = np.arange(len(group))[::-1]
-            for yi, r in zip(y, group):
-                ax.plot([r["lower"], r["upper"]], [yi, yi], color="#0072B2", lw=1.6, label="Wald 95%" if yi == y[0] else None)
-                if math.isfinite(r.get("profile_lower", math.nan)):
-                    ax.plot([r["profile_lower"], r["profile_upper"]], [yi - 0.22] * 2, color="#D55E00", lw=1.6,
-                            label="profile 95%" if yi == y[0] else None)
-                ax.plot(r["value"], yi, "o", color="0.1", ms=4)
-                if math.isfinite(r.get("truth", math.nan)):
-                    ax.plot(r["truth"], yi, "x", color="#009E73", ms=6, mew=1.5, label="true value" if yi == y[0] else None)
-            ax.set_yticks(y, [r["name"] for r in group])
-            ax.set_ylim(-0.8, len(group) - 0.4)
-            ax.set_xlabel(f"estimate ({'dimensionless' if unit == '1' else unit})")
-            ax.legend(frameon=False, fontsize=6.5, loc="best")
-        axes[0, 0].set_title(title, loc="left")
-    return fig
-
-
-def plot_profiles(traces, level: float = 0.95):
-    """Profile likelihoods: Delta(-2 log L) against each parameter, with the chi-square cut-off and the limits.
-
-    traces: name -> dict(theta, delta, estimate, interval, unit).
-    """
-    from scipy.stats import chi2
-
-    matplotlib, plt = _pyplot()
-    if not traces:
-        raise ValueError("plot_profiles: no profiles")
-    cut = float(chi2.ppf(level, 1))
-    with matplotlib.rc_context(style()):
-        n = len(traces)
-        fig, axes = plt.subplots(1, n, figsize=(2.4 * n + 0.4, 2.6), layout="constrained", squeeze=False)
-        for ax, (name, tr) in zip(axes[0], traces.items()):
-            th = np.append(np.asarray(tr["theta"], float), tr["estimate"])
-            de = np.append(np.asarray(tr["delta"], float), 0.0)
-            order = np.argsort(th)
-            ax.plot(th[order], de[order], "o-", color="#0072B2", ms=3)
-            ax.axhline(cut, color="0.3", ls="--", lw=1)
-            for lim in tr["interval"]:
-                if math.isfinite(lim):
-                    ax.axvline(lim, color="#D55E00", lw=0.9, ls=":")
-            unit = tr.get("unit", "1")
-            ax.set_xlabel(f"{name} ({unit})")
-            ax.set_title(f"{name}: [{tr['interval'][0]:.3g}, {tr['interval'][1]:.3g}]", loc="left")
-        axes[0, 0].set_ylabel(r"$\Delta(-2\log L)$ (1)")
-    return fig
+def _isobole_label_points(contours, levels, limits, avoid=(), apart=(0.14, 0.08)) -> dict[float, tuple[float, float]]:
+    """Level -> (x, y) on its isobole for an upright label: the vertex nearest the diagonal that lies at least
+    ``apart`` (axes fractions, x and y) from every label placed before it and from the ``avoid`` points (a
+    marker), away from the axes' edges. Both axes are logarithmic over ``limits``."""
+    lo, hi = np.log10(limits[0]), np.log10(limits[1])
+    placed: dict[float, tuple[float, float]] = {}
+    frac = [(np.log10(np.asarray(a, float)) - lo) / (hi - lo) for a in avoid]
+    for level, path in zip(levels, contours.get_paths()):
+        v = path.vertices
+        if v.size == 0:
+            continue
+        f = (np.log10(np.clip(v, 10**lo, 10**hi)) - lo) / (hi - lo)
+        ok = (f.min(axis=1) > 0.04) & (f.max(axis=1) < 0.96)
+        for g in frac:
+            ok &= (np.abs(f[:, 0] - g[0]) > apart[0]) | (np.abs(f[:, 1] - g[1]) > apart[1])
+        if not ok.any():
+            continue
+        k = np.flatnonzero(ok)[np.argmin(np.abs(f[ok, 0] - f[ok, 1]))]
+        placed[level] = (float(v[k, 0]), float(v[k, 1]))
+        frac.append(f[k])
+    return placed
 
 
 def plot_scenarios(rows, reference: str):
@@ -391,7 +275,7 @@ def plot_scenarios(rows, reference: str):
 
     rows: :func:`hcvdyn.trial.compare_arms` output (keys scenario, diff_mean_drop(_lo/_hi), diff_pct_evr(_lo/_hi)).
     """
-    matplotlib, plt = _pyplot()
+    matplotlib, plt = pyplot()
     if not rows:
         raise ValueError("plot_scenarios: no scenarios")
     with matplotlib.rc_context(style()):

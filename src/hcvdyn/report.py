@@ -118,6 +118,8 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
         "profile_trace": {k: {"theta": list(t), "delta_m2loglik": list(d)} for k, (t, d) in fit.profile_trace.items()},
         "covariance": {"names": list(fit.values), "matrix": np.asarray(fit.covariance).tolist()},
     }
+    if "truth" in spec.report:  # synthetic data: the true values, drawn in the forest plot of any fit folder
+        meta["truth"] = _truth_values(spec.report["truth"], [r["name"] for r in rows if r["kind"] != "individual"])
     return rows, meta
 
 
@@ -286,17 +288,19 @@ def _report_figures(folder: Path, data=None) -> dict:
         s = syn["surface"]
         figs["synergy"] = plots.plot_synergy(np.array(s["x"]), np.array(s["effect"]), np.array(s["bliss"]), syn["psi"],
                                              tuple(syn["psi_interval"]), tuple(s["names"]), tuple(s["point"]) if s["point"] else None)
-    if (folder / "comparison.csv").is_file():
-        comp = read_csv(folder / "comparison.csv")
-        figs["scenarios"] = plots.plot_scenarios(comp, comp[0]["reference"] if comp and "reference" in comp[0] else "reference")
+    comp = read_csv(folder / "comparison.csv") if (folder / "comparison.csv").is_file() else []
+    reference = comp[0]["reference"] if comp and "reference" in comp[0] else None
+    if comp:
+        figs["scenarios"] = plots.plot_scenarios(comp, reference or "reference")
     if (folder / "virtual_trajectories.csv").is_file():
         rows = read_csv(folder / "virtual_trajectories.csv")
         model = {}
         for a in dict.fromkeys(r["arm"] for r in rows):
             rs = [r for r in rows if r["arm"] == a]
             model[a] = tuple(np.array([r[k] for r in rs]) for k in ("day", "median_drop", "p05_drop", "p95_drop"))
-        figs["virtual_trajectories"] = plots.plot_arm_trajectories(
-            None, model, unit="weeks", title="virtual trial: median decline and 5-95% of patients")
+        figs["virtual_trajectories"] = plots.plot_scenario_trajectories(
+            model, reference if reference in model else next(iter(model)), unit="weeks",
+            title="virtual trial: median decline (line) and 5-95% of virtual patients (band), each scenario against the reference arm")
     pk = meta.get("report", {}).get("pk_trial")
     if pk:
         from .io import load_trial
@@ -379,8 +383,6 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
     fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params, profile=shared_names, **kw)
     param_rows, meta = fit_tables(spec, data, fit)
-    if "truth" in spec.report:
-        meta["truth"] = _truth_values(spec.report["truth"], [r["name"] for r in param_rows if r["kind"] != "individual"])
     meta["report"] = {k: v for k, v in spec.report.items()}
     meta["report_options"] = {"n_vpc": n_vpc, "n_virtual": n_virtual, "seed": seed}
 
