@@ -27,6 +27,20 @@ def test_models_lists_models_and_sets(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "neumann1998" in out and "pkpd3" in out and "celgosivir_phase2" in out and "[trial]" in out
+    assert "[population of g1_nonresponder]" in out and "[scenarios on g1_nonresponder_population]" in out and "?]" not in out
+    files = out.split("(models/):\n")[1].splitlines()
+    assert len({line.index(" [") for line in files}) == 1  # one name column, as wide as the longest name
+
+
+def test_arm_tables_keep_their_columns_for_long_arm_names(capsys):
+    from hcvdyn.cli import _print_arm_table
+
+    row = {"n": 2000, "mean_drop": 1.234, "mean_drop_lo": 1.1, "mean_drop_hi": 1.3, "sd_drop": 0.9, "pct_rvr": 1.2,
+           "pct_evr": 23.4, "pct_evr_lo": 20.1, "pct_evr_hi": 26.0, "pct_cevr": 5.0}
+    _print_arm_table([{**row, "arm": "triple"}, {**row, "arm": "cel_200mg_bid"}, {**row, "arm": "a_much_longer_scenario_name"}])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # every row as wide as the header
+    assert len({line.index("2000") for line in lines[1:]}) == 1 and len({line.index("23.4") for line in lines[1:]}) == 1
 
 
 def test_models_shows_one_model_or_set_and_rejects_unknown_names(capsys):
@@ -119,6 +133,13 @@ def test_fit_writes_parameters_result_and_curves(fitted):
     for name, r in rows.items():
         assert float(r["value"]) == pytest.approx(meta["estimates"][name]["value"], rel=1e-6)
     assert float(rows["eps"]["profile95_low"]) < float(rows["eps"]["value"]) < float(rows["eps"]["profile95_high"])
+    from hcvdyn.models import get_model
+
+    params = get_model("agi_constant").params
+    for r in rows.values():  # Wald intervals on the declared scale: never outside the bounds
+        assert params[r["parameter"]].lower <= float(r["wald95_low"]) <= float(r["wald95_high"]) <= params[r["parameter"]].upper
+    assert len(meta["profile_trace"]["eps"]["theta"]) >= 15  # a grid for the profile figure, not only the secant steps
+    assert meta["truth"] == {"eps": 0.85, "rho": 0.4, "phi": 0.5}  # the spec's truth file, for the forest plot
     curves = list(csv.DictReader(open(fitted / "curves.csv")))
     assert len(curves) == 57 * 337
 
@@ -153,6 +174,10 @@ def test_figures_command_redraws_a_fit_folder(fitted, capsys):
     for fig in ("patient_fits", "arm_trajectories", "waterfall", "forest", "profiles"):
         assert {f"{fig}.png", f"{fig}.pdf"} <= names and (fitted / "figures" / f"{fig}.png").stat().st_size > 5000
     assert "wrote 5 figures" in capsys.readouterr().out
+    from hcvdyn.report import _fit_figures
+
+    forest = _fit_figures(fitted, json.loads((fitted / "result.json").read_text()))["forest"]
+    assert any(ln.get_marker() == "x" for ax in forest.axes for ln in ax.get_lines()), "forest plot without the true values"
     curves = list(csv.DictReader(open(fitted / "curves.csv")))
     lo, mid, hi = (np.array([float(r[k]) for r in curves]) for k in ("pred95_low", "log10_vl_fitted", "pred95_high"))
     assert np.all(lo < mid) and np.all(mid < hi) and np.all(hi - lo > 2 * 1.96 * 0.2 - 1e-9)  # at least the residual SD

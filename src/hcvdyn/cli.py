@@ -46,13 +46,25 @@ def cmd_models(args) -> int:
         drugs = ", ".join(f"{d} ({mode})" for d, mode in m.drugs) or "none"
         extra = " + proliferation" if m.proliferation else ""
         print(f"  {m.name:20s} {m.description}\n  {'':20s} drugs: {drugs}{extra}; {len(m.params)} parameters; {m.reference}")
-    print("\nparameter sets and trials (models/):")
-    for name in list_parameter_sets():
+    print("\nparameter sets, trials, populations and scenarios (models/):")
+    names = list_parameter_sets()
+    width = max(map(len, names), default=0)
+    for name in names:
         doc = load_toml(find_model_file(name))
-        kind = "trial" if "arms" in doc else f"model {doc.get('model', '?')}"
         desc = " ".join(str(doc.get("description", "")).split())
-        print(f"  {name:24s} [{kind}] {desc[:110]}{'...' if len(desc) > 110 else ''}")
+        print(f"  {name:{width}s} [{_file_kind(doc)}] {desc[:110]}{'...' if len(desc) > 110 else ''}")
     return 0
+
+
+def _file_kind(doc: dict) -> str:
+    """What a models/ file holds, from its keys: a trial, scenarios, a population (of its parameter set) or a parameter set."""
+    if "scenarios" in doc:
+        return f"scenarios on {doc['population']}" if "population" in doc else "scenarios"
+    if "arms" in doc:
+        return "trial"
+    if "parameter_set" in doc:
+        return f"population of {doc['parameter_set']}"
+    return f"model {doc['model']}" if "model" in doc else "unknown kind"
 
 
 def _show_model(name: str) -> int:
@@ -249,12 +261,19 @@ def _trial_tables(vt):
 
 
 def _print_arm_table(arm_rows) -> None:
-    print(f"  {'arm':12s} {'n':>6s}  {'mean drop (95% CI)':24s} {'SD':>5s}  {'RVR %':>6s} {'EVR % (95% CI)':20s} {'cEVR %':>6s}")
-    for r in arm_rows:
-        print(
-            f"  {r['arm']:12s} {r['n']:6.0f}  {r['mean_drop']:5.2f} [{r['mean_drop_lo']:5.2f}, {r['mean_drop_hi']:5.2f}]      "
-            f"{r['sd_drop']:5.2f}  {r['pct_rvr']:6.1f} {r['pct_evr']:5.1f} [{r['pct_evr_lo']:4.1f}, {r['pct_evr_hi']:4.1f}]     {r['pct_cevr']:6.1f}"
-        )
+    """Per-arm table; each column as wide as its longest cell, so arm names of any length keep the columns."""
+    header = ("arm", "n", "mean drop (95% CI)", "SD", "RVR %", "EVR % (95% CI)", "cEVR %")
+    cells = [(r["arm"], f"{r['n']:.0f}", f"{r['mean_drop']:.2f} [{r['mean_drop_lo']:5.2f}, {r['mean_drop_hi']:5.2f}]",
+              f"{r['sd_drop']:.2f}", f"{r['pct_rvr']:.1f}", f"{r['pct_evr']:.1f} [{r['pct_evr_lo']:4.1f}, {r['pct_evr_hi']:5.1f}]",
+              f"{r['pct_cevr']:.1f}") for r in arm_rows]
+    print(_aligned([header, *cells]))
+
+
+def _aligned(rows) -> str:
+    """Rows of text cells as lines indented by two spaces: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(c) for c in col) for col in zip(*rows)]
+    return "\n".join("  " + "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths)))
+                     for row in rows)
 
 
 def _trial_meta(vt, command, files, model: str, arm_rows, **options):
@@ -311,9 +330,9 @@ def cmd_scenario(args) -> int:
     print(f"scenarios {sc.name}: {vt.n_per_arm} common virtual patients per arm, seed {vt.seed}, reference arm {sc.reference_arm}")
     _print_arm_table(arm_rows)
     print("  difference from the reference (paired bootstrap 95% CI):")
-    for r in rows:
-        print(f"  {r['scenario']:24s} mean drop {r['diff_mean_drop']:+.2f} [{r['diff_mean_drop_lo']:+.2f}, {r['diff_mean_drop_hi']:+.2f}]"
-              f"   EVR {r['diff_pct_evr']:+.1f} [{r['diff_pct_evr_lo']:+.1f}, {r['diff_pct_evr_hi']:+.1f}] points")
+    print(_aligned([("scenario", "mean drop (log10)", "EVR (points)")] + [
+        (r["scenario"], f"{r['diff_mean_drop']:+5.2f} [{r['diff_mean_drop_lo']:+5.2f}, {r['diff_mean_drop_hi']:+5.2f}]",
+         f"{r['diff_pct_evr']:+6.1f} [{r['diff_pct_evr_lo']:+6.1f}, {r['diff_pct_evr_hi']:+6.1f}]") for r in rows]))
     print(f"wrote {out}/ (arms.csv, comparison.csv, patients.csv, result.json)")
     return 0
 
