@@ -126,6 +126,13 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     assert [t for t, _ in curve] == pytest.approx(list(grid))
     assert [d for _, d in curve] == pytest.approx([excess(k) + z**2 for k in grid], abs=1e-3)
 
+    def failing(pv):  # the solve fails above k_hat + se: that side of the curve stops there, the fit goes on
+        if pv["b"].value > k_hat + se:
+            raise ValueError("non-finite residuals")
+        return res(pv)
+
+    assert [t for t, _ in profile_curve(failing, jac, best, "b", grid)] == pytest.approx([t for t in grid if t <= k_hat + se])
+
 
 def test_wald_intervals_stay_inside_the_bounds_on_the_declared_scale():
     """Fractions on the logit scale, log-scale parameters on the log scale, then back: eps near 1, whose linear

@@ -593,6 +593,7 @@ def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 2
 
     At each value the parameter is fixed and the others refitted; values are visited outward from the estimate
     on each side, each warm-started from its neighbour nearer the estimate. ``best``: the unconstrained fit.
+    A value whose refit fails (non-finite residuals: a solve failed) ends that side: the curve stops there.
     """
     theta_hat, chi_min = best.params[name].value, best.chisqr
     thetas = np.sort(np.asarray(thetas, float))
@@ -600,7 +601,10 @@ def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 2
     for side in (thetas[thetas < theta_hat][::-1], thetas[thetas >= theta_hat]):
         start = best.params
         for t in side:
-            out = _profile_point(residual, jacobian, start, name, t, max_nfev)
+            try:
+                out = _profile_point(residual, jacobian, start, name, t, max_nfev)
+            except ValueError:
+                break
             points.append((float(t), float(max(out.chisqr - chi_min, 0.0))))
             start = out.params
     return sorted(points)

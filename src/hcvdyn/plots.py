@@ -223,7 +223,7 @@ def plot_synergy(x, surface, bliss, psi: float, psi_interval=(math.nan, math.nan
         ax_i.contour(x, x, bliss, levels=levels, colors="0.45", linestyles="--", linewidths=1)
         cs_f = ax_i.contour(x, x, surface, levels=levels, colors="#D55E00", linewidths=1.3)
         avoid = [(point[1], point[0])] if point is not None else []
-        for level, (xb, xa) in _isobole_label_points(cs_f, levels, (x[0], x[-1]), avoid).items():
+        for level, (xb, xa) in _isobole_label_points(cs_f, (x[0], x[-1]), avoid).items():
             ax_i.text(xb, xa, f"{level:g}", fontsize=6, color="#D55E00", ha="center", va="center", rotation=0,
                       bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"}, zorder=4)
         lo, hi = psi_interval
@@ -247,14 +247,14 @@ def plot_synergy(x, surface, bliss, psi: float, psi_interval=(math.nan, math.nan
     return fig
 
 
-def _isobole_label_points(contours, levels, limits, avoid=(), apart=(0.14, 0.08)) -> dict[float, tuple[float, float]]:
+def _isobole_label_points(contours, limits, avoid=(), apart=(0.14, 0.08)) -> dict[float, tuple[float, float]]:
     """Level -> (x, y) on its isobole for an upright label: the vertex nearest the diagonal that lies at least
     ``apart`` (axes fractions, x and y) from every label placed before it and from the ``avoid`` points (a
     marker), away from the axes' edges. Both axes are logarithmic over ``limits``."""
     lo, hi = np.log10(limits[0]), np.log10(limits[1])
     placed: dict[float, tuple[float, float]] = {}
     frac = [(np.log10(np.asarray(a, float)) - lo) / (hi - lo) for a in avoid]
-    for level, path in zip(levels, contours.get_paths()):
+    for level, path in zip(contours.levels, contours.get_paths()):
         v = path.vertices
         if v.size == 0:
             continue
@@ -265,7 +265,7 @@ def _isobole_label_points(contours, levels, limits, avoid=(), apart=(0.14, 0.08)
         if not ok.any():
             continue
         k = np.flatnonzero(ok)[np.argmin(np.abs(f[ok, 0] - f[ok, 1]))]
-        placed[level] = (float(v[k, 0]), float(v[k, 1]))
+        placed[float(level)] = (float(v[k, 0]), float(v[k, 1]))
         frac.append(f[k])
     return placed
 
