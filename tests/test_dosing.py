@@ -10,7 +10,8 @@ from hcvdyn.drugs import MW_CASTANOSPERMINE, MW_CELGOSIVIR
 def test_weekly_peginterferon_per_kg():
     t, a = Regimen("pegifn", 1.5, "ug/kg", 7, stop_day=84).doses(weight_kg=80)
     np.testing.assert_array_equal(t, np.arange(12) * 7.0)
-    np.testing.assert_allclose(a, 120.0)
+    np.testing.assert_allclose(a, 1.5)  # pegIFN's PK is per kg: 120 ug in an 80-kg patient is 1.5 ug per kg
+    np.testing.assert_allclose(Regimen("pegifn", 120.0, "ug", 7, stop_day=84).doses(weight_kg=80)[1], 1.5)
 
 
 def test_twice_daily_ribavirin_for_48_weeks_has_672_doses():

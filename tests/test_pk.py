@@ -47,7 +47,7 @@ def two_cpt_multi(t, dose, tau, n_given, ka, cl, vc, q, vp):
     return ka * dose / vc * sum(c * np.exp(-lam * tp) * (1 - np.exp(-n_given * lam * tau)) / (1 - np.exp(-lam * tau)) for lam, c in coef.items())
 
 
-@pytest.mark.parametrize("drug_name,dose,tau", [("peginterferon_alfa2b", 105.0, 7.0), ("celgosivir", 146.0, 0.5)])
+@pytest.mark.parametrize("drug_name,dose,tau", [("celgosivir", 146.0, 0.5), ("celgosivir", 292.0, 1.0)])
 def test_one_compartment_matches_closed_form(drug_name, dose, tau):
     drug = DRUGS[drug_name]
     p = defaults(drug)
@@ -61,10 +61,10 @@ def test_one_compartment_matches_closed_form(drug_name, dose, tau):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * expected.max())
 
 
-def test_two_compartment_matches_closed_form():
-    drug = DRUGS["ribavirin"]
+@pytest.mark.parametrize("drug_name,dose,tau,n", [("ribavirin", 500.0, 0.5, 60), ("peginterferon_alfa2b", 1.5, 7.0, 12)])
+def test_two_compartment_matches_closed_form(drug_name, dose, tau, n):
+    drug = DRUGS[drug_name]
     p = defaults(drug)
-    n, tau, dose = 60, 0.5, 500.0
     f = conc_fn(drug, p, np.arange(n) * tau, np.full(n, dose))
     t = np.linspace(0.001, n * tau + 5, 2001)
     n_given = np.minimum(np.floor(t / tau + 1e-12) + 1, n)
@@ -73,12 +73,12 @@ def test_two_compartment_matches_closed_form():
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 * expected.max())
 
 
-@pytest.mark.parametrize("drug_name,dose,tau", [("peginterferon_alfa2b", 105.0, 7.0), ("ribavirin", 500.0, 0.5), ("celgosivir", 146.0, 1.0)])
-def test_steady_state_auc_equals_dose_over_cl(drug_name, dose, tau):
+@pytest.mark.parametrize("drug_name,dose,tau,days", [("peginterferon_alfa2b", 1.5, 7.0, 1400), ("ribavirin", 500.0, 0.5, 400), ("celgosivir", 146.0, 1.0, 400)])
+def test_steady_state_auc_equals_dose_over_cl(drug_name, dose, tau, days):
     """At steady state the AUC over one interval equals F*dose/CL (F absorbed in the apparent CL/F)."""
     drug = DRUGS[drug_name]
     p = defaults(drug)
-    n = int(round(400 / tau))  # 400 days: > 30 terminal half-lives for every drug
+    n = int(round(days / tau))  # > 30 terminal half-lives (pegIFN's slow phase: about 31 days)
     f = conc_fn(drug, p, np.arange(n) * tau, np.full(n, dose))
     t_start = (n - 1) * tau
     auc, _ = quad(lambda t: float(f(jnp.array([t]))[0]), t_start, t_start + tau, epsabs=0, epsrel=1e-11, limit=200)
@@ -131,10 +131,39 @@ def test_published_pk_figures_reproduced():
     assert c.max() == pytest.approx(5727, rel=5e-3)  # Cmax, Sung 2016
     assert c[-1] == pytest.approx(430, rel=5e-3)  # trough, Sung 2016
 
+
+
+def test_pegifn_alfa2b_reproduces_its_published_accumulation_and_profile():
+    """Daud et al. 2011 (PMC3043235, Table 3) at 6 ug/kg weekly, scaled to 1.5 ug/kg: week-1 Cmax 0.995 and
+    Cavg 0.48 ug/L, t1/2 46 h; week-8 Cmax 1.27, Cmin 0.325 ug/L; accumulation R = AUC(week 8) / AUC(week 1) 1.69."""
     ifn = DRUGS["peginterferon_alfa2b"]
     pi = defaults(ifn)
-    assert math.log(2) / (pi["ifn_cl"] / pi["ifn_v"]) == pytest.approx(46 / 24, rel=2e-3)  # t1/2 46 h
-    assert math.log(2) / pi["ifn_ka"] * 24 == pytest.approx(4.6, rel=2e-3)  # absorption t1/2, Zeuzem 2003
+    times, amounts = hcvdyn.Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7.0, stop_day=63.0).doses(83.0)
+    assert np.all(amounts == 1.5)  # per-kg PK: a per-kg dose is the same amount per kg at any weight
+    f = conc_fn(ifn, pi, times, amounts)
+    t = np.linspace(0.0, 56.0, 56 * 96 + 1)
+    c = np.asarray(f(jnp.asarray(t)))
+    w1, w8 = t <= 7.0, t >= 49.0
+    accumulation = np.trapezoid(c[w8], t[w8]) / np.trapezoid(c[w1], t[w1])
+    assert accumulation == pytest.approx(1.69, rel=0.2), f"accumulation by week 8 {accumulation:.3f} vs 1.69"
+    assert accumulation == pytest.approx(1.69, rel=0.05)
+    assert c[w1].max() == pytest.approx(3.98 / 4, rel=0.05)
+    assert np.trapezoid(c[w1], t[w1]) / 7.0 == pytest.approx(1.93 / 4, rel=0.12)
+    assert c[w8].max() == pytest.approx(5.07 / 4, rel=0.05)
+    assert c[w8].min() == pytest.approx(1.30 / 4, rel=0.08)
+    late = (t >= 2.0) & w1
+    slope = np.polyfit(t[late], np.log(c[late]), 1)[0]
+    assert -math.log(2) / slope * 24 == pytest.approx(46.0, rel=0.05)  # apparent week-1 half-life
+
+
+def test_per_kg_pk_divides_flat_doses_by_weight():
+    flat = hcvdyn.Regimen("peginterferon_alfa2b", 120.0, "ug", 7.0, stop_day=14.0)
+    per_kg = hcvdyn.Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7.0, stop_day=14.0)
+    for w in (50.0, 80.0, 120.0):
+        assert flat.doses(w)[1][0] == pytest.approx(120.0 / w)
+        assert per_kg.doses(w)[1][0] == pytest.approx(1.5)
+    rbv = hcvdyn.Regimen("ribavirin", 500.0, "mg", 0.5, stop_day=1.0)
+    assert rbv.doses(50.0)[1][0] == rbv.doses(120.0)[1][0] == 500.0  # ribavirin's PK is per patient, not per kg
 
 
 def test_expdiff_limits_and_values():

@@ -125,8 +125,14 @@ class Regimen:
         keep = np.ones(times.shape, bool)
         for m in self.missed_days:
             keep &= np.abs(times - m) > _TIME_TOL
-        scale = (weight if self.unit.endswith("/kg") else 1.0) * drug.dose_factor
-        return times[keep], amounts[keep] * scale
+        return times[keep], amounts[keep] * self.amount_scale(weight)
+
+    def amount_scale(self, weight_kg: float) -> float:
+        """Factor from the regimen's dose to the PK amount: x weight for per-kg doses, x the prodrug factor,
+        / weight for drugs whose PK is declared per kg (:attr:`hcvdyn.drugs.Drug.pk_per_kg`)."""
+        drug = get_drug(self.drug)
+        per_kg_dose = weight_kg if self.unit.endswith("/kg") else 1.0
+        return per_kg_dose * drug.dose_factor / (weight_kg if drug.pk_per_kg else 1.0)
 
     def to_dict(self) -> dict:
         d = {
@@ -174,7 +180,8 @@ class DoseRecord:
 
     def doses(self, weight_kg: float = 70.0) -> tuple[np.ndarray, np.ndarray]:
         """Dose times (days) and amounts of the active moiety (the drug's ``amount_unit``)."""
-        return np.array(self.times), np.array(self.amounts) * get_drug(self.drug).dose_factor
+        drug = get_drug(self.drug)
+        return np.array(self.times), np.array(self.amounts) * drug.dose_factor / (weight_kg if drug.pk_per_kg else 1.0)
 
 
 def patient_regimens(patient, regimens_by_arm: Mapping[str, Sequence[Regimen]], where: str = "fit"):

@@ -30,8 +30,13 @@ MW_CASTANOSPERMINE = 189.21  # g/mol (C8H15NO4)
 
 LN2 = math.log(2.0)
 
-SRC_ZEUZEM = "Zeuzem et al. 2003, Semin Liver Dis 23 Suppl 1:23-28 (absorption half-life 4.6 h)"
-SRC_PEG_CL = "PMC3043235 Table 3 (pegIFN alfa-2b, week 1): CL/F 0.0186 L/h/kg, t1/2 46 h; x 70 kg"
+SRC_PEG_FIT = (
+    "derived: two-compartment model, clearances and volumes per kg, fitted to pegIFN alfa-2b at 6 ug/kg weekly "
+    "(Daud et al. 2011, Cancer Chemother Pharmacol 67:657-666, PMC3043235, Table 3, melanoma patients: week-1 Cmax 3.98 and Cavg "
+    "1.93 ug/L, tmax 24 h, t1/2 46 h; week-8 Cmax 5.07, Cavg 2.75, Cmin 1.30 ug/L; accumulation R 1.69), scaled "
+    "linearly to the dose; absorption half-life 4.6 h (Zeuzem et al. 2003, Semin Liver Dis 23 Suppl 1:23-28) as "
+    "the start; see docs/pk.md"
+)
 SRC_TALAL = "Talal et al. 2006, Hepatology 43:943-953 (EC50 0.45 ug/L in non-responders)"
 SRC_NYBERG = "Nyberg et al. 2014, Br J Clin Pharmacol (PMC4294071): Hill coefficient n = 2"
 SRC_NEUMANN = "Neumann et al. 1998, Science 282:103-107"
@@ -57,6 +62,8 @@ class Drug:
     in the depot; ``dose_factor`` converts a dose in ``dose_unit`` of the administered compound into it
     (celgosivir -> castanospermine by molar mass). ``constant_params`` are used in constant mode,
     ``pk_params`` in PK mode; ``effect_max`` maps each effect to its maximum-effect parameter in PK mode.
+    ``pk_per_kg``: clearances and volumes are declared per kg of body weight, so the PK runs on amounts per
+    kg (a per-kg dose then gives the same concentrations at every weight; a flat dose is divided by weight).
     """
 
     name: str
@@ -72,6 +79,7 @@ class Drug:
     constant_params: tuple[Param, ...]
     pk_params: tuple[Param, ...]
     effect_max: tuple[tuple[str, str], ...]
+    pk_per_kg: bool = False
 
     @property
     def pk_names(self) -> tuple[str, ...]:
@@ -93,9 +101,9 @@ PEGIFN = Drug(
     prefix="ifn",
     aliases=("pegifn", "pegifn_alfa2b", "peginterferon", "ifn", "interferon"),
     routes=("sc",),
-    pk_kind="1cpt",
+    pk_kind="2cpt",
     dose_unit="ug",
-    amount_unit="ug",
+    amount_unit="ug/kg",
     conc_unit="ug/L",
     dose_factor=1.0,
     effects=("eps", "eta"),
@@ -104,18 +112,31 @@ PEGIFN = Drug(
         _frac("eta", 0.0, f"{SRC_NEUMANN} (infection block ~0)", "interferon block of new infections", r"\eta"),
     ),
     pk_params=(
-        Param("ifn_ka", "1/day", round(LN2 / (4.6 / 24), 4), 0.1, 50.0, SRC_ZEUZEM, "s.c. absorption rate", r"k_a^{IFN}", "log"),
-        Param("ifn_cl", "L/day", round(0.0186 * 24 * 70, 2), 1.0, 500.0, SRC_PEG_CL, "apparent clearance CL/F", r"CL^{IFN}", "log"),
-        Param(
-            "ifn_v", "L", round(0.0186 * 70 / (LN2 / 46), 1), 5.0, 1000.0,
-            SRC_PEG_CL + "; V/F = CL/F / (ln 2 / t1/2)", "apparent volume V/F", r"V^{IFN}", "log",
-        ),
+        Param("ifn_ka", "1/day", 2.516, 0.1, 50.0, SRC_PEG_FIT, "s.c. absorption rate", r"k_a^{IFN}", "log"),
+        Param("ifn_cl", "L/day/kg", 0.2546, 0.01, 10.0, SRC_PEG_FIT, "apparent clearance CL/F per kg", r"CL^{IFN}", "log"),
+        Param("ifn_vc", "L/kg", 1.034, 0.01, 50.0, SRC_PEG_FIT, "apparent central volume Vc/F per kg", r"V_c^{IFN}", "log"),
+        Param("ifn_q", "L/day/kg", 0.2428, 0.001, 10.0, SRC_PEG_FIT, "apparent intercompartmental clearance Q/F per kg", r"Q^{IFN}", "log"),
+        Param("ifn_vp", "L/kg", 5.069, 0.01, 100.0, SRC_PEG_FIT, "apparent peripheral volume Vp/F per kg", r"V_p^{IFN}", "log"),
         Param("ifn_ec50", "ug/L", 0.45, 1e-4, 100.0, SRC_TALAL, "concentration for half-maximal eps", r"EC_{50}^{IFN}", "log"),
         Param("ifn_n", "1", 2.0, 0.2, 6.0, SRC_NYBERG, "Hill coefficient of the interferon effect", r"n^{IFN}"),
-        Param("ifn_emax", "1", 1.0, 0.0, 1.0, "Talal et al. 2006 (Emax fixed at 1)", "maximal eps", r"\varepsilon_{max}"),
+        Param("ifn_emax", "1", 1.0, 0.0, 1.0, "Talal et al. 2006 (Emax fixed at 1)", "maximal eps at the first dose", r"\varepsilon_{max}"),
+        Param(
+            "ifn_emax_late", "1", 1.0, 0.0, 1.0,
+            "1 = no refractoriness. Sarasin-Filipowicz et al. 2008, PNAS 105:7034-7039: the liver's JAK-STAT response "
+            "to pegIFN becomes refractory after the first injection (USP18; Sarasin-Filipowicz et al. 2009, Mol Cell "
+            "Biol 29:4841-4851), and prior non-responders show pre-activated interferon-stimulated genes",
+            "maximal eps once refractoriness has set in", r"\varepsilon_{max}^{late}",
+        ),
+        Param(
+            "ifn_k_ref", "1/day", 0.5, 0.01, 20.0,
+            "assumption: refractoriness sets in over the first days (Sarasin-Filipowicz et al. 2008 saw it 1-7 days "
+            "after the first injection); half-time 1.4 days",
+            "rate at which the maximal eps moves from ifn_emax to ifn_emax_late", r"k_{ref}",
+        ),
         Param("ifn_eta_max", "1", 0.0, 0.0, 1.0, f"{SRC_NEUMANN} (eta ~ 0)", "maximal eta", r"\eta_{max}"),
     ),
     effect_max=(("eps", "ifn_emax"), ("eta", "ifn_eta_max")),
+    pk_per_kg=True,
 )
 
 RIBAVIRIN = Drug(
