@@ -43,6 +43,31 @@ def test_infeasible_proliferation_steady_state_is_reported():
         hcvdyn.simulate(m, {"r": 1.0}, t_obs=[1.0])
 
 
+def test_a_liver_above_its_carrying_capacity_is_refused():
+    m = get_model("dahari2007")
+    p = m.defaults(r=0.01, beta=1e-10)  # T0 = I0 delta / (beta V0) ~ 9e7 > Tmax = 1.85e7, yet s > 0
+    t0, i0, s = (float(x) for x in m.steady_state(p))
+    assert t0 + i0 > p["Tmax"] and s > 0
+    with pytest.raises(ValueError, match=r"T0 \+ I0 = .* exceeds Tmax"):
+        m.check_steady_state(p)
+
+
+def test_homeostatic_steady_state_closed_form_and_stability():
+    """Equation (6): beta V0 = f0 (delta - d), N0 = Tmax (1 - (d + f0 (delta - d)) / r), p = c V0 / I0; s = 0."""
+    m = get_model("pkpd3_homeostatic")
+    p = m.defaults(delta=0.03, f0=0.25, log10_V0=6.0)
+    t0, i0, s = (float(x) for x in m.steady_state(p))
+    beta, prod = (float(x) for x in m.infection_rates(p))
+    n0 = p["Tmax"] * (1 - (p["d"] + 0.25 * (0.03 - p["d"])) / p["r"])
+    assert (t0 + i0, i0 / (t0 + i0), s) == pytest.approx((n0, 0.25, 0.0), rel=1e-13)
+    assert beta * 1e6 == pytest.approx(0.25 * (0.03 - p["d"]), rel=1e-13)
+    assert prod == pytest.approx(p["c"] * 1e6 / i0, rel=1e-13)
+    # the untreated state is stable: every eigenvalue of the Jacobian has a negative real part
+    assert m.pretreatment_growth_rate(p) < 0
+    with pytest.raises(ValueError, match="delta > d"):
+        m.check_steady_state(m.defaults(delta=0.002))
+
+
 def test_parameter_tables_follow_the_drug_modes():
     assert "eps" in get_model("neumann1998").params
     assert "ifn_ec50" not in get_model("neumann1998").params
@@ -50,6 +75,8 @@ def test_parameter_tables_follow_the_drug_modes():
     assert {"ifn_ec50", "rbv_vc", "cel_phi_max"} <= set(pk3)
     assert "t0" not in pk3 and "eps" not in pk3
     assert {"r", "Tmax"} <= set(get_model("pkpd3_prolif").params.names)
+    homeo = set(get_model("pkpd3_homeostatic").params.names)
+    assert {"r", "Tmax", "f0"} <= homeo and not {"beta", "p"} & homeo
 
 
 def test_bad_model_declarations():

@@ -35,21 +35,28 @@ def test_censored_sample_is_undetectable_and_missing_is_non_response():
 
 def test_cure_boundary_value_and_crossing_day():
     assert DEFS.cure_log10 == pytest.approx(-math.log10(13_500 * 2.7))
-    assert DEFS.cure_log10 == pytest.approx(-4.56, abs=0.01)  # shared/reference section 3
+    assert DEFS.cure_log10 == pytest.approx(-4.56, abs=0.01)  # one virion in 13.5 L at 2.7 copies/IU
+    assert DEFS.cure_cells_log10 == pytest.approx(-4.13, abs=0.01)  # one infected cell in 13.5 L
     t = np.arange(0.0, 11.0)
-    v = 6.0 - 1.1 * t  # crosses -4.5617 at t = 9.6015
-    assert cure_day(t, v, DEFS) == pytest.approx((6.0 - DEFS.cure_log10) / 1.1)
+    cells = 5.0 - 1.0 * t  # crosses -4.1303 at t = 9.1303
+    assert cure_day(t, cells, DEFS) == pytest.approx(5.0 - DEFS.cure_cells_log10)
     assert np.isnan(cure_day(t, 6.0 - 0.1 * t, DEFS))
+    # The later crossing counts: infectious virions still above their boundary delay the cure.
+    vi = 6.0 - 1.1 * t  # crosses -4.5617 at t = 9.6015
+    assert cure_day(t, cells, DEFS, vi) == pytest.approx((6.0 - DEFS.cure_log10) / 1.1)
+    assert np.isnan(cure_day(t, cells, DEFS, 6.0 - 0.1 * t))
 
 
 def test_patient_outcomes_from_a_linear_decline():
     t = np.arange(0.0, 337.0)
     v = np.stack([6.0 - t / 28.0, 6.0 - 0.0 * t])  # 1 log10 per 4 weeks; flat
-    out = patient_outcomes(t, v, DEFS)
+    cells = v - 1.0  # infected cells (log10 cells/mL) falling with the load
+    out = patient_outcomes(t, v, DEFS, log10_infected=cells)
     np.testing.assert_allclose(out["drop_w4"], [1.0, 0.0])
     np.testing.assert_allclose(out["drop_w12"], [3.0, 0.0])
     assert out["evr"].tolist() == [True, False] and out["rvr"].tolist() == [False, False]
-    assert out["cure_day"][0] == pytest.approx(28.0 * (6.0 - DEFS.cure_log10)) and np.isnan(out["cure_day"][1])
+    assert out["cure_day"][0] == pytest.approx(28.0 * (5.0 - DEFS.cure_cells_log10)) and np.isnan(out["cure_day"][1])
+    assert "cure_day" not in patient_outcomes(t, v, DEFS)  # total RNA alone does not decide a cure
 
 
 def test_bad_definitions_are_refused():

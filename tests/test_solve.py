@@ -62,7 +62,7 @@ TRIAL_REGIMENS = (
 def pkpd3():
     m = get_model("pkpd3")
     doses = hcvdyn.dose_arrays(TRIAL_REGIMENS, m.pk_drugs)
-    p = m.defaults(ifn_eta_max=0.2, cel_sigma_max=0.1, ifn_ec50=0.2)
+    p = m.defaults(ifn_eta_max=0.2, cel_sigma_max=0.1, ifn_ec50=0.2, ifn_emax_late=0.5)
     return m, doses, p
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import models as _models
 from .drugs import DRUGS
-from .models import KINETIC_PARAMS, MODELS, PROLIFERATION_PARAMS, PSI_PARAM, STATE_DESCRIPTIONS, STATE_UNITS, STATES, T0_PARAM
+from .models import F0_PARAM, KINETIC_PARAMS, MODELS, PROLIFERATION_PARAMS, PSI_PARAM, R_HOMEOSTATIC, STATE_DESCRIPTIONS, STATE_UNITS, STATES, T0_PARAM
 
 __all__ = ["model_reference", "param_table_md"]
 
@@ -79,6 +79,14 @@ def model_reference() -> str:
         "## Proliferation (models with proliferation)",
         "",
         param_table_md(PROLIFERATION_PARAMS),
+        "",
+        "## Homeostatic liver (models marked homeostatic, equation 6)",
+        "",
+        "No influx (s = 0): proliferation alone keeps the liver near Tmax. The pretreatment infected fraction f0 "
+        "replaces beta and p, which follow from it: beta V0 = f0 (delta - d), N0 = Tmax (1 - (d + f0 (delta - d)) / r), "
+        "p = c V0 / (f0 N0). Models: " + ", ".join(f"`{m.name}`" for m in MODELS.values() if m.homeostatic) + ".",
+        "",
+        param_table_md([R_HOMEOSTATIC, F0_PARAM]),
         "",
         "## Onset delay (models with a constant-efficacy drug)",
         "",

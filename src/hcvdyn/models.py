@@ -23,6 +23,20 @@ h = C^n / (C^n + EC50^n) is the drug's own (unshifted) occupancy. On the odds sc
 with e = exp(n psi h_other); constant-mode effects use the same form with n = 1 and h = the effect.
 psi > 0 is synergy (each drug more potent in the other's presence), psi < 0 antagonism.
 
+Homeostatic liver (``homeostatic=True``; Dahari, Lo, Ribeiro & Perelson 2007, J Theor Biol 247:371, with no
+influx, s = 0): the liver is maintained by proliferation alone, and the pretreatment state is set by the
+infected fraction f0 = I0 / (T0 + I0) instead of beta and p:
+
+    beta V0 = f0 (delta - d),   N0 = T0 + I0 = Tmax (1 - (d + f0 (delta - d)) / r),   p = c V0 / (f0 N0)   (6)
+
+Interferon refractoriness (PK mode): the liver's response to pegIFN wanes after the first injections
+(Sarasin-Filipowicz et al. 2008, PNAS 105:7034), so interferon's maximal production block moves from
+ifn_emax to ifn_emax_late:
+
+    eps(t) = [ifn_emax_late + (ifn_emax - ifn_emax_late) exp(-ifn_k_ref t)] C^n / (C^n + EC50^n)       (7)
+
+(ifn_emax_late = ifn_emax, the default, is the plain Hill link.)
+
 States are integrated on the natural-log scale (ln T, ln I, ln V_I, ln V), so a 6-log10 decline
 keeps full relative accuracy. Units: cells/mL, IU/mL, days.
 
@@ -35,7 +49,7 @@ Pretreatment steady state from the baseline load V0 (all effects zero):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import jax.numpy as jnp
 import numpy as np
@@ -44,7 +58,7 @@ from . import pk
 from .drugs import EFFECTS, Drug, get_drug
 from .parameters import Param, ParamTable, check_values
 
-__all__ = ["HCVModel", "MODELS", "get_model", "STATES", "KINETIC_PARAMS", "PROLIFERATION_PARAMS", "T0_PARAM", "PSI_PARAM"]
+__all__ = ["HCVModel", "MODELS", "get_model", "STATES", "KINETIC_PARAMS", "PROLIFERATION_PARAMS", "R_HOMEOSTATIC", "F0_PARAM", "T0_PARAM", "PSI_PARAM"]
 
 STATES = ("T", "I", "V_I", "V")
 STATE_UNITS = ("cells/mL", "cells/mL", "IU/mL", "IU/mL")
@@ -76,6 +90,19 @@ PROLIFERATION_PARAMS = (
     Param("r", "1/day", 0.0, 0.0, 20.0, "0 recovers Neumann et al. 1998; Dahari et al. 2007 for r > 0", "hepatocyte proliferation rate", "r"),
     Param("Tmax", "cells/mL", 1.85e7, 1e4, 1e10, "Dahari, Ribeiro & Perelson 2007 (~2.5e11 hepatocytes in 13.5 L)", "maximal hepatocyte density", r"T_{max}", "log"),
 )
+R_HOMEOSTATIC = Param(
+    "r", "1/day", 1.0, 0.05, 20.0,
+    "Dahari, Lo, Ribeiro & Perelson 2007, J Theor Biol 247:371-381: proliferation fast against delta keeps the "
+    "liver near Tmax; 1 /day is of the order of hepatocyte regeneration after injury, and the non-responder "
+    "results change little between 0.5 and 5 /day (docs/calibration.md)",
+    "hepatocyte proliferation rate (homeostatic liver)", "r",
+)
+F0_PARAM = Param(
+    "f0", "1", 0.2, 1e-3, 0.9,
+    "Wieland et al. 2014, Hepatology 59:2121-2130 and Kandathil et al. 2013, Gastroenterology 145:1404-1413: "
+    "single-cell imaging of chronic hepatitis C biopsies finds roughly 1-50% of hepatocytes infected",
+    "fraction of hepatocytes infected before treatment (homeostatic models)", "f_0",
+)
 PSI_PARAM = Param(
     "psi", "1", 0.0, -20.0, 20.0,
     "0 = Bliss independence (the null); GPDI potency shift, Wicha et al. 2017, Nat Commun 8:2129 (equation 5)",
@@ -98,12 +125,15 @@ class HCVModel:
         V(t) then has the closed biphasic form.
     interaction: two of the model's drugs whose potencies interact through psi (equation 5); psi = 0 is
         exactly Bliss independence.
+    homeostatic: proliferation with no influx (s = 0), parameterised by the pretreatment infected
+        fraction f0 instead of beta and p (equation 6): the liver sits at its proliferative steady state.
     """
 
     name: str
     drugs: tuple[tuple[str, str], ...] = ()
     proliferation: bool = False
     constant_target_cells: bool = False
+    homeostatic: bool = False
     description: str = ""
     reference: str = ""
     interaction: tuple[str, str] | None = None
@@ -121,6 +151,8 @@ class HCVModel:
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: a drug is listed twice: {names}")
         object.__setattr__(self, "drugs", tuple(canon))
+        if self.homeostatic and not self.proliferation:
+            raise ValueError(f"model {self.name!r}: a homeostatic liver needs proliferation")
         if self.proliferation and self.constant_target_cells:
             raise ValueError(f"model {self.name!r}: proliferation needs dynamic target cells")
         if self.interaction is not None:
@@ -148,8 +180,10 @@ class HCVModel:
 
     @cached_property
     def params(self) -> ParamTable:
-        rows = list(KINETIC_PARAMS)
-        if self.proliferation:
+        rows = [p for p in KINETIC_PARAMS if not (self.homeostatic and p.name in ("beta", "p"))]
+        if self.homeostatic:
+            rows += [R_HOMEOSTATIC, PROLIFERATION_PARAMS[1], F0_PARAM]
+        elif self.proliferation:
             rows += PROLIFERATION_PARAMS
         if self.constant_drugs:
             rows.append(T0_PARAM)
@@ -165,8 +199,21 @@ class HCVModel:
         return {**self.params.defaults(), **{k: float(v) for k, v in overrides.items()}}
 
     # ---- numerics (pure, jit/vmap/jacfwd-safe) -------------------------------------------------
+    def infection_rates(self, params):
+        """(beta, p): parameters of the model, or derived from f0 in a homeostatic model (equation 6)."""
+        if not self.homeostatic:
+            return params["beta"], params["p"]
+        v0 = 10.0 ** params["log10_V0"]
+        f0, delta, d = params["f0"], params["delta"], params["d"]
+        n0 = params["Tmax"] * (1.0 - (d + f0 * (delta - d)) / params["r"])
+        return f0 * (delta - d) / v0, params["c"] * v0 / (f0 * n0)
+
     def steady_state(self, params):
         """Pretreatment (T0, I0, s) from V0 and the kinetic parameters (module docstring)."""
+        if self.homeostatic:
+            f0, delta, d = params["f0"], params["delta"], params["d"]
+            n0 = params["Tmax"] * (1.0 - (d + f0 * (delta - d)) / params["r"])
+            return (1.0 - f0) * n0, f0 * n0, 0.0 * n0
         v0 = 10.0 ** params["log10_V0"]
         i0 = params["c"] * v0 / params["p"]
         r = params["r"] if self.proliferation else 0.0
@@ -204,7 +251,7 @@ class HCVModel:
     def effects(self, t, params, pk_data):
         """Each effect in :data:`EFFECTS` at time t (0 for effects no drug drives)."""
         on = t >= params["t0"] if self.constant_drugs else True
-        return self.effects_from_concentrations(self.concentrations(t, pk_data), on, params)
+        return self.effects_from_concentrations(self.concentrations(t, pk_data), on, params, t)
 
     def occupancies(self, conc, on, params):
         """Per drug: (occupancy h in [0, 1], Hill n) before any interaction; constant mode: h = first effect, n = 1."""
@@ -217,8 +264,12 @@ class HCVModel:
                 occ[drug.name] = (pk.hill(conc[drug.name], params[f"{drug.prefix}_ec50"], n), n)
         return occ
 
-    def effects_from_concentrations(self, conc, on, params):
-        """Effects from PK-mode concentrations and the constant-mode switch ``on`` (t >= t0), with equation (5)."""
+    def effects_from_concentrations(self, conc, on, params, t=0.0):
+        """Effects from PK-mode concentrations and the constant-mode switch ``on`` (t >= t0), with equation (5).
+
+        Interferon's maximal effect declines from ifn_emax to ifn_emax_late at rate ifn_k_ref from day 0
+        (refractoriness, equation 7); t (days since the start of treatment) matters only for that.
+        """
         occ = self.occupancies(conc, on, params)
         shift = {name: None for name in occ}
         if self.interaction is not None:
@@ -235,8 +286,16 @@ class HCVModel:
             else:
                 h = _shifted(occ[drug.name][0], e_shift)
                 for e, pmax in drug.effect_max:
-                    eff[e] = params[pmax] * h
+                    eff[e] = self._max_effect(pmax, params, t) * h
         return eff
+
+    @staticmethod
+    def _max_effect(pmax: str, params, t):
+        """The maximal-effect parameter, with interferon's refractoriness (equation 7) applied to ifn_emax."""
+        if pmax != "ifn_emax" or "ifn_emax_late" not in params:
+            return params[pmax]
+        late = params["ifn_emax_late"]
+        return late + (params["ifn_emax"] - late) * jnp.exp(-params["ifn_k_ref"] * jnp.maximum(t, 0.0))
 
     @staticmethod
     def combine_effects(eff):
@@ -253,13 +312,13 @@ class HCVModel:
     def log_rhs(self, y, params, s, eff):
         """Equations (1)-(4) on ln-states given the effects; y has shape (4, ...) and broadcasts over patients."""
         production, infectious, infection = self.combine_effects(eff)
+        beta, p = self.infection_rates(params)
         ln_t, ln_i, ln_vi, ln_v = y[0], y[1], y[2], y[3]
-        beta_vi = infection * params["beta"] * jnp.exp(ln_vi)
+        beta_vi = infection * beta * jnp.exp(ln_vi)
         if self.proliferation:
             growth = params["r"] * (1.0 - (jnp.exp(ln_t) + jnp.exp(ln_i)) / params["Tmax"])
         else:
             growth = 0.0
-        p = params["p"]
         d_ln_t = 0.0 * ln_t if self.constant_target_cells else s * jnp.exp(-ln_t) + growth - params["d"] - beta_vi
         return jnp.stack(
             [
@@ -271,14 +330,56 @@ class HCVModel:
         )
 
     def check_steady_state(self, params, where: str = "") -> None:
-        """ValueError when the parameters admit no positive pretreatment steady state."""
-        t0, i0, s = (float(x) for x in self.steady_state({k: np.float64(v) for k, v in params.items()}))
+        """ValueError when the parameters admit no positive, stable pretreatment steady state.
+
+        Refused: T0 <= 0 or s < 0; with proliferation, T0 + I0 > Tmax (a liver above its carrying capacity);
+        and a steady state that is unstable (an eigenvalue of the untreated system's Jacobian with a positive
+        real part), from which any perturbation runs away. The message names the parameters to change.
+        """
+        params = {k: np.float64(v) for k, v in params.items()}
+        t0, i0, s = (float(x) for x in self.steady_state(params))
         prefix = f"{where}: " if where else ""
+        if self.homeostatic and not (params["delta"] > params["d"] and t0 > 0):
+            raise ValueError(
+                f"{prefix}model {self.name}: a homeostatic liver needs delta > d and r > d + f0 (delta - d) "
+                f"(delta = {params['delta']:.4g}, d = {params['d']:.4g}, r = {params['r']:.4g}, f0 = {params['f0']:.4g} /day)"
+            )
         if not (np.isfinite(t0) and t0 > 0 and np.isfinite(s) and s >= 0):
             raise ValueError(
                 f"{prefix}model {self.name}: no positive pretreatment steady state for these parameters "
                 f"(T0 = {t0:.3g} cells/mL, s = {s:.3g} cells/mL/day); with proliferation, lower r or p, or raise beta"
             )
+        if self.proliferation and params["r"] > 0 and t0 + i0 > params["Tmax"] * (1.0 + 1e-9):
+            raise ValueError(
+                f"{prefix}model {self.name}: pretreatment T0 + I0 = {t0 + i0:.4g} cells/mL exceeds Tmax = "
+                f"{params['Tmax']:.4g} (T0 = {t0:.3g}, I0 = c V0 / p = {i0:.3g}); raise Tmax or p, or lower beta or log10_V0"
+            )
+        lead = self.pretreatment_growth_rate(params)
+        if not lead <= 1e-9 * float(params["c"]):  # 0 is neutral (held target cells), not a runaway
+            raise ValueError(
+                f"{prefix}model {self.name}: the pretreatment steady state is unstable (leading eigenvalue "
+                f"{lead:.3g} /day >= 0; T0 = {t0:.3g}, I0 = {i0:.3g} cells/mL); lower r or raise delta or d"
+            )
+
+    def pretreatment_growth_rate(self, params) -> float:
+        """Largest real part (1/day) of the eigenvalues of the untreated system's Jacobian at the steady state."""
+        jac = np.asarray(_pretreatment_jacobian(self)({k: np.float64(v) for k, v in params.items()}))
+        if self.constant_target_cells:  # T is held: its row of the Jacobian is zero by construction
+            jac = jac[1:, 1:]
+        return float(np.max(np.linalg.eigvals(jac).real))
+
+
+@lru_cache(maxsize=None)
+def _pretreatment_jacobian(model: HCVModel):
+    """Jitted Jacobian of the untreated log-state field at the pretreatment steady state (one compile per model)."""
+    import jax
+
+    def jac(p):
+        _, _, s = model.steady_state(p)
+        zero = {e: 0.0 for e in EFFECTS}
+        return jax.jacfwd(lambda y: model.log_rhs(y, p, s, zero))(model.initial_log_state(p))
+
+    return jax.jit(jac)
 
 
 def _shifted(h, e):
@@ -321,10 +422,27 @@ MODELS: dict[str, HCVModel] = {
             reference="hcvdyn (docs/models.md)", interaction=RBV_CEL,
         ),
         HCVModel(
+            "agi_homeostatic",
+            (("peginterferon_alfa2b", "constant"), ("ribavirin", "constant"), ("celgosivir", "constant")),
+            proliferation=True, homeostatic=True,
+            description="agi_constant with a homeostatic liver (equation 6): constant efficacies on a liver held near "
+            "its carrying capacity; ribavirin-celgosivir interaction psi",
+            reference="hcvdyn (docs/models.md); Dahari, Lo, Ribeiro & Perelson 2007", interaction=RBV_CEL,
+        ),
+        HCVModel(
             "pkpd3",
             (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")),
             description="three drugs, each with its own PK and Hill link to its effects; ribavirin-celgosivir interaction psi",
             reference="hcvdyn (docs/models.md); PK-PD link as in Talal et al. 2006 and Snoeck et al. 2010",
+            interaction=RBV_CEL,
+        ),
+        HCVModel(
+            "pkpd3_homeostatic",
+            (("peginterferon_alfa2b", "pk"), ("ribavirin", "pk"), ("celgosivir", "pk")), proliferation=True,
+            homeostatic=True,
+            description="pkpd3 with a homeostatic liver: proliferation with no influx, parameterised by the "
+            "pretreatment infected fraction f0 (equation 6)",
+            reference="hcvdyn (docs/models.md); Dahari, Lo, Ribeiro & Perelson 2007, J Theor Biol 247:371-381",
             interaction=RBV_CEL,
         ),
         HCVModel(

@@ -7,8 +7,10 @@ Definitions (shared/reference section 5; every threshold is a field of :class:`O
   so it is detectable. A censored sample ("<LLOQ") is undetectable.
 * RVR: undetectable at week 4.  EVR: drop >= 2 log10 at week 12 (exactly 2 counts) or undetectable.
   cEVR: undetectable at week 12.
-* cure boundary: fewer than one virion in the whole extracellular fluid, V < 1 / (volume x copies per IU)
-  IU/mL: -4.56 log10 IU/mL for 13.5 L and 2.7 copies/IU.
+* cure boundary (Snoeck et al. 2010, Clin Pharmacol Ther 87:706-713): fewer than one infected cell in the
+  whole extracellular fluid, I < 1 / volume cells/mL (-4.13 log10 for 13.5 L), and fewer than one infectious
+  virion there, V_I < 1 / (volume x copies per IU) IU/mL (-4.56 log10 IU/mL at 2.7 copies/IU). Total RNA,
+  mostly non-infectious under ribavirin or celgosivir, is not the criterion.
 
 The functions are pure numpy and vectorised over patients.
 """
@@ -50,8 +52,13 @@ class OutcomeDefinitions:
 
     @property
     def cure_log10(self) -> float:
-        """The cure boundary in log10 IU/mL (one virion in the extracellular fluid)."""
+        """The infectious-virion cure boundary in log10 IU/mL (one virion in the extracellular fluid)."""
         return -math.log10(self.ecf_volume_ml * self.copies_per_iu)
+
+    @property
+    def cure_cells_log10(self) -> float:
+        """The infected-cell cure boundary in log10 cells/mL (one infected cell in the extracellular fluid volume)."""
+        return -math.log10(self.ecf_volume_ml)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,28 +85,38 @@ def classify(baseline, at_rvr, at_evr, censored_rvr=False, censored_evr=False, d
     }
 
 
-def cure_day(t_days, log10_vl, defs: OutcomeDefinitions = OutcomeDefinitions()):
-    """First day the load falls below the cure boundary (linear interpolation in log10), NaN if never.
+def cure_day(t_days, log10_infected, defs: OutcomeDefinitions = OutcomeDefinitions(), log10_vi=None):
+    """First day both infected cells and infectious virions are below the cure boundary, NaN if never.
 
-    t_days: (n,) increasing; log10_vl: (..., n) model-predicted loads.
+    t_days: (n,) increasing; log10_infected: (..., n) infected cells (log10 cells/mL); log10_vi: (..., n)
+    infectious virions (log10 IU/mL), optional. The crossing is interpolated linearly in log10 and the later
+    of the two crossings counts.
     """
+    day = _first_crossing(t_days, log10_infected, defs.cure_cells_log10)
+    if log10_vi is not None:
+        day = np.maximum(day, _first_crossing(t_days, log10_vi, defs.cure_log10))  # NaN (never) wins
+    return day
+
+
+def _first_crossing(t_days, log10_x, boundary: float):
     t = np.asarray(t_days, dtype=float)
-    v = np.asarray(log10_vl, dtype=float)
-    below = v < defs.cure_log10
+    v = np.asarray(log10_x, dtype=float)
+    below = v < boundary
     first = np.argmax(below, axis=-1)
     hit = below.any(axis=-1)
     prev = np.maximum(first - 1, 0)
     v1 = np.take_along_axis(v, prev[..., None], -1)[..., 0]
     v2 = np.take_along_axis(v, first[..., None], -1)[..., 0]
-    frac = np.where(v1 > v2, (v1 - defs.cure_log10) / np.where(v1 > v2, v1 - v2, 1.0), 0.0)
+    frac = np.where(v1 > v2, (v1 - boundary) / np.where(v1 > v2, v1 - v2, 1.0), 0.0)
     day = t[prev] + frac * (t[first] - t[prev])
     return np.where(hit & (first > 0), day, np.where(hit, t[0], np.nan))
 
 
-def patient_outcomes(t_days, log10_vl, defs: OutcomeDefinitions = OutcomeDefinitions()) -> dict[str, np.ndarray]:
+def patient_outcomes(t_days, log10_vl, defs: OutcomeDefinitions = OutcomeDefinitions(), log10_infected=None, log10_vi=None) -> dict[str, np.ndarray]:
     """Outcomes of noise-free model trajectories (..., n) on a grid that contains every needed week.
 
-    Returns drop_wW for each week in ``defs.drop_weeks`` within the grid, rvr, evr, cevr and cure_day.
+    Returns drop_wW for each week in ``defs.drop_weeks`` within the grid, rvr, evr, cevr and, when infected
+    cells (and optionally infectious virions) are given, cure_day (:func:`cure_day`).
     """
     t = np.asarray(t_days, dtype=float)
     v = np.asarray(log10_vl, dtype=float)
@@ -113,7 +130,8 @@ def patient_outcomes(t_days, log10_vl, defs: OutcomeDefinitions = OutcomeDefinit
     out = {f"drop_w{w:g}": v[..., 0] - at(w) for w in defs.drop_weeks if 7.0 * w <= t[-1] + 1e-9}
     out.update(classify(v[..., 0], at(defs.rvr_week), at(defs.evr_week), defs=defs))
     out.pop("drop_evr")
-    out["cure_day"] = cure_day(t, v, defs)
+    if log10_infected is not None:
+        out["cure_day"] = cure_day(t, log10_infected, defs, log10_vi)
     return out
 
 
@@ -171,9 +189,10 @@ def predict_patient(
     for j, k in enumerate(free):
         params[k] = draws[:, j]
     index, amounts = grid_doses(regimens, model.pk_drugs, days, steps_per_day, np.full(n, weight_kg))
-    ln_v = np.asarray(population_solver(model, days, steps_per_day)(params, index, amounts)).T / math.log(10)
+    log10_states = np.asarray(population_solver(model, days, steps_per_day)(params, index, amounts)).T / math.log(10)
+    ln_v = log10_states[:, 3]
     t = np.arange(days + 1.0)
-    out = patient_outcomes(t, ln_v, defs)
+    out = patient_outcomes(t, ln_v, defs, log10_infected=log10_states[:, 1], log10_vi=log10_states[:, 2])
     a = (1 - level) / 2
     summary = {}
     for k, v in out.items():

@@ -372,7 +372,7 @@ _TSIT5_OFFSETS = np.concatenate([[0.0], np.asarray(diffrax.Tsit5.tableau.c, dtyp
 
 
 def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: int, steps_per_day: int):
-    """ln V (IU/mL, natural log) at days 0, 1, ..., n_days for a batch of patients. Pure and traceable.
+    """ln-states (ln T, ln I, ln V_I, ln V) at days 0, 1, ..., n_days, shape (n_days + 1, 4, N). Pure and traceable.
 
     The whole batch is one ODE state of shape (4, N) stepped by diffrax's Tsit5 on a fixed grid of
     ``steps_per_day`` steps per day (all patients in lockstep: no per-patient step control, so the vector
@@ -410,7 +410,7 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
         i = jnp.argmin(jnp.abs((t - t_start) / h - offsets))
         conc = {name: jnp.sum(rows[name][i] * pk_state[name], axis=0) for name in rows}
         on = t >= params["t0"] if model.constant_drugs else True
-        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, on, params))
+        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, on, params, t))
 
     term = diffrax.ODETerm(field)
     solver = diffrax.Tsit5()
@@ -426,12 +426,12 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
 
     def one_day(carry, idx_day):
         carry, _ = jax.lax.scan(one_step, carry, idx_day, length=steps_per_day)
-        return carry, carry[0][3]
+        return carry, carry[0]
 
     sstate = solver.init(term, 0.0, h, y0, (pk0, 0.0))
     idx = {name: jnp.reshape(jnp.asarray(dose_index[name]), (n_days, steps_per_day)) for name in dose_amounts}
-    _, ln_v = jax.lax.scan(one_day, (y0, pk0, sstate, jnp.float64(0.0)), idx, length=n_days)
-    return jnp.concatenate([y0[3][None], ln_v])
+    _, ys = jax.lax.scan(one_day, (y0, pk0, sstate, jnp.float64(0.0)), idx, length=n_days)
+    return jnp.concatenate([y0[None], ys])
 
 
 @lru_cache(maxsize=32)
@@ -441,12 +441,17 @@ def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
 
 
 def _drug_doses(regimens: Sequence[Regimen], name: str):
-    """Scheduled doses of one drug: (times, amount intercept, amount per kg); amounts are affine in body weight."""
+    """Scheduled doses of one drug: (times, amount intercept, amount per kg); amounts are affine in body weight.
+
+    For a drug with per-kg PK the affine part is the amount before the division by weight (see GridSchedule).
+    """
     regs = [r for r in regimens if r.drug == name]
     if not regs:
         return np.zeros(0), np.zeros(0), np.zeros(0)
+    per_kg = get_drug(name).pk_per_kg
     t, a1 = dose_arrays(regs, [name], 1.0)[name]
     _, a2 = dose_arrays(regs, [name], 2.0)[name]
+    a2 = a2 * 2.0 if per_kg else a2
     keep = (a1 != 0) | (a2 != 0)
     return t[keep], (2 * a1 - a2)[keep], (a2 - a1)[keep]
 
@@ -471,6 +476,8 @@ class GridSchedule:
         out = {}
         for name, col in self.column.items():
             per_patient = self.intercept[name][None, :] + self.slope[name][None, :] * weights[:, None]
+            if get_drug(name).pk_per_kg:
+                per_patient = per_patient / weights[:, None]
             if taken is not None and name in taken:
                 per_patient = per_patient * np.asarray(taken[name], dtype=float)[:, : col.size]
             merged = np.zeros((weights.size, self.width[name]))
