@@ -53,8 +53,8 @@ def test_models_shows_one_model_or_set_and_rejects_unknown_names(capsys):
     p = get_model("pkpd3").params["cel_ec50"]
     assert f"{p.default:g}" in row and p.unit in row and p.source in row
     assert main(["models", "g1_nonresponder"]) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["beta"])
-    assert float(row.split()[1]) == load_parameter_set("g1_nonresponder").params()["beta"]
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["delta"])
+    assert float(row.split()[1]) == load_parameter_set("g1_nonresponder").params()["delta"]
     assert main(["models", "pkdp3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hcvdyn: error: unknown model or parameter set 'pkdp3'; models:") and "\n" not in err
@@ -63,7 +63,7 @@ def test_models_shows_one_model_or_set_and_rejects_unknown_names(capsys):
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "phase2"
-    assert main(["simulate", "celgosivir_phase2", "--out", str(out), "--points-per-day", "4"]) == 0
+    assert main(["simulate", "celgosivir_phase2", "--typical", "--out", str(out), "--points-per-day", "4"]) == 0
     return out
 
 
@@ -74,7 +74,7 @@ def test_simulate_writes_table_summary_figure_and_provenance(simulated):
     assert all((simulated / n).stat().st_size > 0 for n in names)
     meta = json.loads((simulated / "run.json").read_text())
     spec = load_trial("celgosivir_phase2")
-    assert meta["hcvdyn_version"] == __version__ and meta["model"] == "pkpd3"
+    assert meta["hcvdyn_version"] == __version__ and meta["model"] == "pkpd3_homeostatic"
     assert meta["trial"]["sha256"] == file_sha256(spec.path)
     expected = spec.parameter_set.values["ifn_ec50"]
     assert meta["parameters"]["ifn_ec50"] == {"value": expected, "unit": "ug/L", "source": spec.parameter_set.source_of("ifn_ec50")}
@@ -86,8 +86,27 @@ def test_simulate_writes_table_summary_figure_and_provenance(simulated):
             assert float(rows[arm][f"log10_drop_day_{d:g}"]) == pytest.approx(sim.log10_drop(arm, d), abs=1e-6)
     traj = list(csv.DictReader(open(simulated / "trajectories.csv")))
     first_day = [float(r["log10_drop"]) for r in traj if r["day"] == "1"]
-    assert len(first_day) == 3 and all(0.0 < x < 0.2 for x in first_day)  # calibrated non-responders: small first phase
+    # interferon's first phase in a prior non-responder: a few tenths of a log10 (0.7 log10 by 48 h, Scott et al. 2011)
+    assert len(first_day) == 3 and all(0.2 < x < 1.0 for x in first_day)
     assert np.all(np.array([float(r["eps"]) for r in traj]) <= 1.0)
+
+
+@pytest.mark.slow
+def test_simulate_population_against_the_reported_top_line(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert main(["simulate", "celgosivir_phase2", "--n", "200", "--draws", "5", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["arms.pdf", "arms.png", "arms.svg", "red_flags.csv", "run.json", "summary.csv", "trajectories.csv"]
+    rows = {r["arm"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert float(rows["triple"]["reported_mean_drop"]) == 1.2 and float(rows["control"]["reported_pct_evr"]) == 10.0
+    assert rows["double"]["reported_mean_drop"] == "nan"  # the release gives no number for the double arm
+    for r in rows.values():
+        assert float(r["virtual_mean_drop_lo"]) <= float(r["virtual_mean_drop"]) <= float(r["virtual_mean_drop_hi"])
+    lo, hi = float(rows["triple"]["reported_pct_evr_lo"]), float(rows["triple"]["reported_pct_evr_hi"])
+    assert (lo, hi) == pytest.approx((9.925, 65.112), abs=1e-2)  # Clopper-Pearson, 4 of 12
+    assert "1.20 [" in printed and "not reported" in printed
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["population"]["name"] == "g1_nonresponder_population" and meta["options"]["calibration_draws"] == 5
 
 
 def test_simulate_refuses_to_overwrite(simulated, capsys):
@@ -215,7 +234,7 @@ def test_trial_command_writes_results_and_refuses_overwrite(tmp_path, capsys):
     assert main(["trial", "g1_nonresponder_population", "celgosivir_phase2", "--n", "40", "--seed", "1",
                  "--n-boot", "50", "--no-progress", "--out", str(out)]) == 0
     meta = json.loads((out / "result.json").read_text())
-    assert meta["options"]["seed"] == 1 and meta["options"]["n_per_arm"] == 40 and meta["model"] == "pkpd3"
+    assert meta["options"]["seed"] == 1 and meta["options"]["n_per_arm"] == 40 and meta["model"] == "pkpd3_homeostatic"
     assert len(meta["inputs"]["population"]["sha256"]) == 64
     arms = (out / "arms.csv").read_text().splitlines()
     assert arms[0].startswith("arm,n,") and len(arms) == 4

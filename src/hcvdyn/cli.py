@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 EXAMPLES_SIMULATE = """examples:
-  hcvdyn simulate celgosivir_phase2                      # bundled trial, writes results/celgosivir_phase2
+  hcvdyn simulate celgosivir_phase2                      # its virtual population against the reported top line
+  hcvdyn simulate celgosivir_phase2 --typical --out results/typical   # the typical patient of each arm
   hcvdyn simulate models/celgosivir_phase2.toml --out results/sim --force
 """
 
@@ -91,14 +92,84 @@ def _show_model(name: str) -> int:
 
 
 def cmd_simulate(args) -> int:
+    from .io import load_trial
+
+    spec = load_trial(args.spec)
+    out = _results_folder(args, spec.name)
+    if args.typical or not spec.population:
+        return _simulate_typical(args, spec, out)
+    return _simulate_population(args, spec, out)
+
+
+def _simulate_population(args, spec, out) -> int:
+    """The trial's arms on its virtual population, beside the reported top line (figure, tables, red flags)."""
     from . import __version__
-    from .io import file_sha256, load_trial, write_results
+    from .comparison import compare_to_reported
+    from .io import file_sha256, write_results
+    from .plausibility import format_flags
+    from .plots import save_figure
+    from .plots_population import plot_population_arms
+    from .report import rows_csv
+    from .trial import load_population
+
+    pop = load_population(spec.population)
+    if pop.model.name != spec.parameter_set.model.name:
+        raise ValueError(f"{spec.path}: population {pop.name} uses model {pop.model.name}, the trial's parameter set {spec.parameter_set.model.name}")
+    comp = compare_to_reported(spec, pop, args.n, args.seed, args.draws, progress=not args.no_progress)
+    rows = comp.rows()
+    arms = {a: {"median": c.median, "lo": c.lo, "hi": c.hi, "mean_drop": c.mean_drop, "pct_evr": c.pct_evr} for a, c in comp.arms.items()}
+    reported = {a: {"mean_drop": c.reported_mean_drop, "pct_evr": c.reported_pct_evr} for a, c in comp.arms.items()}
+    fig = plot_population_arms(comp.t_days, arms, reported, weeks=spec.duration_days / 7.0)
+    traj = []
+    for a, c in comp.arms.items():
+        for i, t in enumerate(comp.t_days):
+            traj.append([a, f"{t:g}", f"{c.median[i]:.5f}", f"{c.lo[i]:.5f}", f"{c.hi[i]:.5f}"])
+    flag_rows = [{"arm": f.arm, "check": f.check, "value": f.value, "limit": f.limit, "ok": f.ok} for f in comp.flags]
+    meta = {
+        "hcvdyn_version": __version__,
+        "command": "simulate",
+        "trial": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
+        "population": {"name": pop.name, "path": pop.path, "sha256": file_sha256(pop.path)},
+        "parameter_set": {"name": spec.parameter_set.name, "path": spec.parameter_set.path, "sha256": file_sha256(spec.parameter_set.path)},
+        "model": pop.model.name,
+        "options": {"n_per_arm": args.n, "seed": args.seed, "calibration_draws": args.draws},
+        "arms": rows,
+        "red_flags_failed": [f.message() for f in comp.flags if not f.ok],
+    }
+    write_results(
+        out,
+        {
+            "summary.csv": rows_csv(rows),
+            "trajectories.csv": _csv(["arm", "day", "median_change_log10", "p05_change_log10", "p95_change_log10"], traj),
+            "red_flags.csv": rows_csv(flag_rows),
+            "run.json": meta,
+            "arms": lambda dest: save_figure(fig, dest.with_name("arms")),
+        },
+        force=args.force,
+    )
+    print(f"wrote {out}/ (summary.csv, trajectories.csv, red_flags.csv, run.json, arms.pdf/.svg/.png)")
+    how = f"{args.draws} draws of the calibrated values" if pop.knobs else "bootstrap over patients"
+    print(f"{spec.name} on {pop.name}: {args.n} virtual patients per arm; 95% intervals from {how}")
+    fmt = lambda v: "not reported" if v is None else f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"  # noqa: E731
+    pct = lambda v: "not reported" if v is None else f"{v[0]:.0f}% [{v[1]:.0f}, {v[2]:.0f}]"  # noqa: E731
+    header = ("arm", "week-12 drop: virtual", "reported", "EVR: virtual", "reported")
+    cells = [(a, fmt(c.mean_drop), fmt(c.reported_mean_drop), pct(c.pct_evr), pct(c.reported_pct_evr)) for a, c in comp.arms.items()]
+    print(_aligned([header, *cells]))
+    header = ("arm", "week-4 drop", "RVR", "cEVR")
+    print(_aligned([header, *[(a, fmt(c.more["mean_drop_w4"]), pct(c.more["pct_rvr"]), pct(c.more["pct_cevr"])) for a, c in comp.arms.items()]]))
+    bad = [f for f in comp.flags if not f.ok]
+    print("red flags: none" if not bad else "red flags:\n" + format_flags(bad))
+    return 0
+
+
+def _simulate_typical(args, spec, out) -> int:
+    """The typical patient of every arm (parameter-set values), hour by hour, with exposures and effects."""
+    from . import __version__
+    from .io import file_sha256, write_results
     from .plots import plot_arms, save_figure
     from .solve import SolverOptions
     from .trial import simulate_arms
 
-    spec = load_trial(args.spec)
-    out = _results_folder(args, spec.name)
     options = SolverOptions()
     sim = simulate_arms(spec, points_per_day=args.points_per_day, options=options)
     effects = ("eps", "eta", "rho", "phi", "sigma")
@@ -304,11 +375,103 @@ def cmd_trial(args) -> int:
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
     meta = _trial_meta(vt, "trial", {"population": pop.path, "trial": spec.path, "parameter_set": pop.parameter_set.path},
                        pop.model.name, arm_rows, n_boot=args.n_boot)
-    write_results(out, {"arms.csv": arms_csv, "patients.csv": patients_csv, "result.json": meta}, force=args.force)
+    from .plausibility import format_flags, red_flags, typical_patient_flags
+    from .report import rows_csv
+
+    flags = red_flags(vt, pop, spec.arms)
+    if args.check_typical:
+        flags += typical_patient_flags(spec)
+    flag_rows = [{"arm": f.arm, "check": f.check, "value": f.value, "limit": f.limit, "ok": f.ok} for f in flags]
+    meta["red_flags_failed"] = [f.message() for f in flags if not f.ok]
+    write_results(out, {"arms.csv": arms_csv, "patients.csv": patients_csv, "red_flags.csv": rows_csv(flag_rows), "result.json": meta}, force=args.force)
     print(f"virtual trial {spec.name} x {pop.name}: {args.n} patients per arm, seed {args.seed}, {vt.days} days")
     _print_arm_table(arm_rows)
-    print(f"wrote {out}/ (arms.csv, patients.csv, result.json)")
+    print("biological red flags (hcvdyn.plausibility):")
+    print(format_flags(flags))
+    print(f"wrote {out}/ (arms.csv, patients.csv, red_flags.csv, result.json)")
     return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Calibrate the trial's population by likelihood: mechanism comparison, profiles, Laplace covariance."""
+    import numpy as np
+
+    from . import __version__
+    from .calibrate import MECHANISMS, arm_statistics, calibrate, compare_mechanisms, laplace_covariance, profile, targets_of
+    from .io import file_sha256, load_trial, write_results
+    from .report import rows_csv
+    from .trial import load_population
+
+    spec = load_trial(args.trial)
+    pop = load_population(args.population or spec.population)
+    out = _results_folder(args, f"calibration_{spec.name}")
+    targets = targets_of(spec)
+    names = tuple(MECHANISMS) if args.compare else (args.mechanism,)
+    if args.mechanism not in MECHANISMS:
+        raise ValueError(f"unknown mechanism {args.mechanism!r}; known: {', '.join(MECHANISMS)}")
+    print(f"calibrating {pop.name} on {spec.name}: {args.n} virtual patients per arm, seed {args.seed}; targets:")
+    for t in targets:
+        print(f"  {t.arm}: n {t.n}, mean drop {t.mean_drop}, EVR {t.evr_count}, day-2 {t.day2_mean}  ({t.note[:70]})")
+    rows = compare_mechanisms(pop, spec, names, n=args.n, seed=args.seed, maxfev=args.maxfev,
+                              progress=lambda r: print(f"  {r.calibration.mechanism.name}: -2 log L {r.calibration.neg2ll:.2f} "
+                                                       f"(+ double arm {r.neg2ll_double:.2f}), {r.calibration.nfev} evaluations", flush=True))
+    table = [r.row() for r in rows]
+    chosen = next(r.calibration for r in rows if r.calibration.mechanism.name == args.mechanism)
+    files = {"mechanisms.csv": rows_csv(table)}
+    result = {
+        "hcvdyn_version": __version__, "command": "calibrate",
+        "inputs": {"trial": {"path": spec.path, "sha256": file_sha256(spec.path)},
+                   "population": {"path": pop.path, "sha256": file_sha256(pop.path)}},
+        "options": {"n_per_arm": args.n, "seed": args.seed, "maxfev": args.maxfev},
+        "targets": [t.__dict__ for t in targets],
+        "mechanism": args.mechanism, "values": chosen.values, "terms": chosen.terms,
+        "stats": {a: s.__dict__ for a, s in chosen.stats.items()}, "mechanisms": table,
+    }
+    if not args.no_uncertainty:
+        knobs, cov = laplace_covariance(pop, spec, chosen)
+        se = np.sqrt(np.diag(cov))
+        result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].interval_scale for k in knobs]}
+        traces = {}
+        for k, s_k in zip(knobs, se):
+            from .calibrate import from_scale, to_scale
+
+            sc = [pop.model.params[k].interval_scale]
+            x0 = to_scale([chosen.values[k]], sc)[0]
+            grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.5, -1.5, -0.75, 0.75, 1.5, 2.5)]
+            traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.maxfev // 3) + [(chosen.values[k], chosen.neg2ll)])
+            lo, hi = _profile_interval(traces[k], chosen.neg2ll)
+            print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc[0]} scale)")
+        result["profiles"] = {k: [list(p) for p in v] for k, v in traces.items()}
+        print("  [calibration] table for the population file:")
+        print(f"  knobs = {knobs}")
+        print("  covariance = [" + ", ".join("[" + ", ".join(f"{x:.6g}" for x in row) + "]" for row in cov) + "]")
+    st = arm_statistics(pop, spec, chosen.values, list(spec.arms), args.n, args.seed)
+    result["arms"] = {a: s.__dict__ for a, s in st.items()}
+    files["calibration.json"] = result
+    write_results(out, files, force=args.force)
+    print(_aligned([("mechanism", "knobs", "-2logL", "AIC", "double -2logL", "triple", "double", "control"),
+                    *[(r["mechanism"], str(r["knobs"]), f"{r['neg2ll_calibration']:.2f}", f"{r['aic']:.2f}", f"{r['neg2ll_double']:.2f}",
+                       f"{r.get('triple_mean_drop', float('nan')):.2f}", f"{r['double_mean_drop']:.2f}", f"{r.get('control_mean_drop', float('nan')):.2f}")
+                      for r in table]]))
+    print(f"wrote {out}/ (mechanisms.csv, calibration.json)")
+    return 0
+
+
+def _profile_interval(trace, best: float, level_chi2: float = 3.841) -> tuple[float, float]:
+    """Where a profile of -2 log L crosses best + 3.84 on each side (linear interpolation; the grid end if never)."""
+    xs = [x for x, _ in trace]
+    ys = [y - best for _, y in trace]
+    i0 = min(range(len(ys)), key=lambda i: ys[i])
+    lo, hi = xs[0], xs[-1]
+    for i in range(i0, 0, -1):
+        if ys[i - 1] >= level_chi2 > ys[i]:
+            lo = xs[i - 1] + (level_chi2 - ys[i - 1]) * (xs[i] - xs[i - 1]) / (ys[i] - ys[i - 1])
+            break
+    for i in range(i0, len(ys) - 1):
+        if ys[i + 1] >= level_chi2 > ys[i]:
+            hi = xs[i] + (level_chi2 - ys[i]) * (xs[i + 1] - xs[i]) / (ys[i + 1] - ys[i])
+            break
+    return lo, hi
 
 
 def cmd_scenario(args) -> int:
@@ -358,8 +521,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="trial specification: a path or a name in models/")
     p.add_argument("--out", help="results folder (default results/<trial name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
-    p.add_argument("--points-per-day", type=int, default=24, help="time resolution of the output (default 24, hourly)")
+    p.add_argument("--typical", action="store_true", help="the typical patient of each arm instead of the virtual population")
+    p.add_argument("--n", type=_positive_int, default=2000, help="virtual patients per arm (default 2000)")
+    p.add_argument("--seed", type=int, default=2026, help="random seed of the virtual patients (default 2026)")
+    p.add_argument("--draws", type=_positive_int, default=20, help="draws of the calibrated values (default 20)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--points-per-day", type=int, default=24, help="time resolution of the typical-patient output (default 24, hourly)")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("calibrate", help="calibrate a trial's virtual population to its reported top line (likelihood)")
+    p.add_argument("trial", nargs="?", default="celgosivir_phase2", help="trial with [reported] arms (default celgosivir_phase2)")
+    p.add_argument("--population", help="population (default: the trial's)")
+    p.add_argument("--mechanism", default="infectivity_interaction", help="mechanism to calibrate in full (default infectivity_interaction)")
+    p.add_argument("--compare", action="store_true", help="calibrate every mechanism and tabulate them")
+    p.add_argument("--n", type=_positive_int, default=400, help="virtual patients per arm per evaluation (default 400)")
+    p.add_argument("--seed", type=int, default=7, help="common random numbers (default 7)")
+    p.add_argument("--maxfev", type=_positive_int, default=150, help="likelihood evaluations per fit (default 150)")
+    p.add_argument("--no-uncertainty", action="store_true", help="skip the Laplace covariance and the profiles")
+    p.add_argument("--out", help="results folder (default results/calibration_<trial>)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser(
         "fit", help="fit a whole trial from a fit specification (fits/NAME.toml)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -396,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("population", help="population file: a path or a name in models/")
     p.add_argument("trial", help="trial specification: a path or a name in models/")
     _virtual_options(p, 2000)
+    p.add_argument("--check-typical", action="store_true", help="also check the typical patient of each arm over 48 weeks")
     p.set_defaults(func=cmd_trial)
 
     p = sub.add_parser(

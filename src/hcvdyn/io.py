@@ -150,6 +150,28 @@ def load_parameter_set(name_or_path: str | os.PathLike) -> ParameterSet:
 
 
 @dataclass(frozen=True)
+class ArmTarget:
+    """A trial's reported summary of one arm: completers n, mean week-12 log10 drop and EVR count (None = not
+    reported), with its source; ``day2_mean``/``day2_se`` hold a literature anchor of the 0-48 h decline."""
+
+    arm: str
+    n: int
+    mean_drop: float | None = None
+    evr_count: int | None = None
+    note: str = ""
+    day2_mean: float | None = None
+    day2_se: float | None = None
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"reported arm {self.arm!r}: n = {self.n} must be >= 1")
+        if self.evr_count is not None and not 0 <= self.evr_count <= self.n:
+            raise ValueError(f"reported arm {self.arm!r}: evr_count = {self.evr_count} outside [0, {self.n}]")
+        if self.day2_mean is not None and not (self.day2_se and self.day2_se > 0):
+            raise ValueError(f"reported arm {self.arm!r}: day2_mean needs a positive day2_se")
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """Arms with regimens, applied to one parameter set, sampled at ``sample_days``."""
 
@@ -164,6 +186,8 @@ class TrialSpec:
     description: str = ""
     path: str = ""
     notes: Mapping[str, str] = field(default_factory=dict)
+    population: str = ""  # the virtual population the trial is simulated on (models/NAME.toml)
+    reported: Mapping[str, ArmTarget] = field(default_factory=dict)
 
 
 def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
@@ -173,7 +197,7 @@ def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
     where = str(path)
     _check_keys(
         doc,
-        {"name", "description", "parameter_set", "weight_kg", "duration_days", "sample_days", "lloq_iu_ml", "arms", "notes"},
+        {"name", "description", "parameter_set", "population", "weight_kg", "duration_days", "sample_days", "lloq_iu_ml", "arms", "notes", "reported"},
         where,
     )
     try:
@@ -210,8 +234,31 @@ def load_trial(name_or_path: str | os.PathLike) -> TrialSpec:
         name=doc.get("name", path.stem), parameter_set=pset, arms=arms, arm_descriptions=descriptions,
         sample_days=samples, duration_days=duration, weight_kg=float(doc.get("weight_kg", 70.0)),
         lloq_log10=math.log10(lloq), description=doc.get("description", ""), path=str(path),
-        notes=dict(doc.get("notes", {})),
+        notes=dict(doc.get("notes", {})), population=str(doc.get("population", "")),
+        reported=_reported(doc.get("reported", {}), arms, where),
     )
+
+
+def _reported(table: Mapping, arms: Mapping, where: str) -> dict[str, ArmTarget]:
+    """The [reported.ARM] tables of a trial file: n, mean_drop, evr_count, source."""
+    out = {}
+    for arm, entry in table.items():
+        rw = f"{where}: reported.{arm}"
+        if arm not in arms:
+            raise ValueError(f"{rw}: no arm {arm!r} in this trial ({', '.join(arms)})")
+        _check_keys(entry, {"n", "mean_drop", "evr_count", "source"}, rw)
+        n = _require(entry, "n", int, rw)
+        mean = entry.get("mean_drop")
+        if mean is not None and not (isinstance(mean, (int, float)) and math.isfinite(mean)):
+            raise ValueError(f"{rw}: mean_drop = {mean!r} must be a number (log10)")
+        evr = entry.get("evr_count")
+        if evr is not None and not isinstance(evr, int):
+            raise ValueError(f"{rw}: evr_count = {evr!r} must be a whole number")
+        try:
+            out[arm] = ArmTarget(arm, n, None if mean is None else float(mean), evr, _require(entry, "source", str, rw))
+        except ValueError as e:
+            raise ValueError(f"{rw}: {e}") from None
+    return out
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -528,7 +528,13 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
             f"From `synergy.json` ({syn['pair'][0]} × {syn['pair'][1]}, interaction psi on a Bliss null, docs/trials.md): "
             f"psi = {syn['psi']:.3f}, profile {100 * syn['level']:.0f}% interval [{lo:.3f}, {hi:.3f}]; likelihood-ratio "
             f"statistic {syn['lrt']:.3f} (p = {syn['p_value']:.3g}); Loewe combination index in the {syn['arm']} arm "
-            f"{syn['combination_index']:.3f} [{clo:.3f}, {chi:.3f}]. Verdict: **{syn['verdict']}**.",
+            f"{syn['combination_index']:.3f} [{clo:.3f}, {chi:.3f}], against {syn.get('combination_index_bliss', float('nan')):.3f} "
+            f"for the same exposures under pure Bliss independence (psi = 0). Verdict: **{syn['verdict']}**.",
+            "",
+            "Read the combination index against its Bliss value, not against 1: for drugs with Emax-type curves, "
+            "Bliss independence itself gives an index below 1, so 'CI < 1' alone is not evidence of synergy. The "
+            "test of synergy is psi (its interval and the likelihood-ratio test); the index only restates psi's "
+            "effect on the Loewe scale.",
             "", fig("synergy"), "",
         ]
     else:

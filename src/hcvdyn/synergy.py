@@ -15,7 +15,9 @@ new virions that the pair removes, E_AB = 1 - (1 - E_A')(1 - E_B') with the inte
 CI = C_A / A_E + C_B / B_E, with A_E the concentration of A alone giving E_AB (infinite when E_AB exceeds
 A's maximal effect: that term is then 0; CI is NaN when neither drug alone can reach E_AB). CI < 1 reads as
 Loewe synergy. Bliss independence itself gives CI < 1 for Hill coefficients of 1, so CI and psi answer
-different questions; psi is the test, CI the familiar summary.
+different questions; psi is the test, CI the familiar summary. The result therefore carries ``ci_bliss``,
+the index of the same exposures at psi = 0: a CI below 1 means synergy beyond Bliss only where it is below
+``ci_bliss`` too, and psi's interval says whether that difference is more than chance.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ class SynergyResult:
     full: TrialFit
     null: TrialFit
     notes: Mapping[str, str] = field(default_factory=dict)
+    ci_bliss: float = math.nan  # the Loewe index of the same exposures with psi = 0 (pure Bliss independence)
 
     def to_dict(self) -> dict:
         return {
             "psi": self.psi, "psi_interval": list(self.psi_interval), "level": self.level, "lrt": self.lrt,
             "p_value": self.p_value, "combination_index": self.combination_index, "ci_interval": list(self.ci_interval),
+            "combination_index_bliss": self.ci_bliss,
             "verdict": self.verdict, "arm": self.arm, "objective_full": self.full.objective,
             "objective_null": self.null.objective, "converged": bool(self.full.success and self.null.success),
         }
@@ -166,7 +170,8 @@ def estimate_synergy(
     notes = {}
     if not (full.success and null.success):
         notes["convergence"] = f"full: {full.message}; null: {null.message}"
-    return SynergyResult(psi, (lo, hi), level, lrt, p_value, ci, (ci_lo, ci_hi), verdict(lo, hi, margin), arm, full, null, notes)
+    ci_bliss = loewe_index(model, full.values, arm, fixed, 0.0, concentrations)
+    return SynergyResult(psi, (lo, hi), level, lrt, p_value, ci, (ci_lo, ci_hi), verdict(lo, hi, margin), arm, full, null, notes, ci_bliss)
 
 
 def _both_drugs_arm(model, dataset, regimens_by_arm, values, per_arm, shared) -> str:

@@ -150,10 +150,28 @@ class Population:
     sources: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     path: str = ""
+    knobs: tuple[str, ...] = ()  # calibrated typical values whose uncertainty virtual trials carry
+    knob_cov: np.ndarray | None = None  # their covariance on the declared scales (Param.interval_scale)
 
     @property
     def model(self):
         return self.parameter_set.model
+
+    def draw_typical(self, n_draws: int, rng: np.random.Generator) -> list[dict[str, float]]:
+        """n_draws sets of calibrated typical values from their normal approximation (declared scales)."""
+        from .calibrate import from_scale, to_scale
+
+        if not self.knobs or self.knob_cov is None or n_draws < 1:
+            return []
+        typical = self.parameter_set.params()
+        scales = [self.model.params[k].interval_scale for k in self.knobs]
+        centre = to_scale([typical[k] for k in self.knobs], scales)
+        z = rng.multivariate_normal(centre, self.knob_cov, size=n_draws, method="eigh")
+        out = []
+        for row in z:
+            vals = dict(zip(self.knobs, from_scale(row, scales)))
+            out.append({k: float(np.clip(v, self.model.params[k].lower, self.model.params[k].upper)) for k, v in vals.items()})
+        return out
 
     def transform(self, name: str) -> str:
         p = self.model.params[name]
@@ -169,8 +187,11 @@ class Population:
             base.update(self.groups[group][1])
         return base
 
-    def sample(self, n: int, rng: np.random.Generator, overrides: Mapping[str, float] | None = None):
-        """(params name -> (n,), group labels (n,), weights (n,), adherence (n,)) for n patients."""
+    def sample(self, n: int, rng: np.random.Generator, overrides: Mapping[str, float] | None = None, draws=()):
+        """(params name -> (n,), group labels (n,), weights (n,), adherence (n,)) for n patients.
+
+        draws: sets of typical values (:meth:`draw_typical`); patient i takes set i mod len(draws).
+        """
         names = list(self.omega)
         gnames = list(self.groups)
         frac = np.array([self.groups[g][0] for g in gnames])
@@ -181,6 +202,8 @@ class Population:
             sel = labels == g
             for k, v in {**self.typical(g), **(overrides or {})}.items():
                 params.setdefault(k, np.empty(n))[sel] = v
+        for k in {k for d in draws for k in d} - set(overrides or {}):
+            params[k] = np.array([draws[i % len(draws)][k] for i in range(n)])
         for j, k in enumerate(names):
             p = self.model.params[k]
             eta = self.omega[k] * z[:, j]
@@ -208,9 +231,10 @@ def load_population(name_or_path) -> Population:
     path = find_model_file(name_or_path)
     doc = load_toml(path)
     where = str(path)
-    _check_keys(doc, {"name", "description", "parameter_set", "variability", "correlations", "groups", "weight_kg", "adherence", "dropout", "assay"}, where)
+    _check_keys(doc, {"name", "description", "parameter_set", "variability", "correlations", "groups", "weight_kg", "adherence", "dropout", "assay", "calibration"}, where)
     pset = load_parameter_set(_require(doc, "parameter_set", str, where))
     model = pset.model
+    pset, knobs, knob_cov = _calibration_block(doc.get("calibration"), pset, where)
     omega, sources = {}, {}
     for k, entry in doc.get("variability", {}).items():
         kw = f"{where}: variability.{k}"
@@ -265,17 +289,52 @@ def load_population(name_or_path) -> Population:
     return Population(
         name=doc.get("name", path.stem), parameter_set=pset, omega=omega, corr=corr, groups=groups,
         weight_kg=tuple(w), adherence=tuple(adh), dropout_per_week=drop, sigma_log10=sigma, sources=sources,
-        description=doc.get("description", ""), path=str(path),
+        description=doc.get("description", ""), path=str(path), knobs=knobs, knob_cov=knob_cov,
     )
+
+
+def _calibration_block(block, pset, where: str):
+    """(parameter set, knob names, covariance) from a population's [calibration] table.
+
+    Either ``knobs`` with ``covariance`` (on the knobs' declared scales, :func:`hcvdyn.calibrate.laplace_covariance`),
+    or ``from_population`` with ``knobs``: those knobs' values and covariance are taken from that population
+    (and its parameter set), so a second population carries the same calibrated effect and its uncertainty.
+    """
+    from .io import _check_keys, _require
+
+    if block is None:
+        return pset, (), None
+    bw = f"{where}: calibration"
+    _check_keys(block, {"knobs", "covariance", "from_population", "source"}, bw)
+    knobs = tuple(_require(block, "knobs", list, bw))
+    for k in knobs:
+        if k not in pset.model.params:
+            raise ValueError(f"{bw}.knobs: unknown parameter {k!r} of model {pset.model.name}")
+    if "from_population" in block:
+        src = load_population(_require(block, "from_population", str, bw))
+        missing = [k for k in knobs if k not in src.knobs]
+        if missing:
+            raise ValueError(f"{bw}: population {src.name} has no calibrated knob(s) {missing} (it has {list(src.knobs)})")
+        idx = [src.knobs.index(k) for k in knobs]
+        cov = src.knob_cov[np.ix_(idx, idx)]
+        values = src.parameter_set.params()
+        sources = {k: f"calibrated on {src.name} (its [calibration] table)" for k in knobs}
+        pset = dataclasses.replace(pset, values={**pset.values, **{k: values[k] for k in knobs}}, sources={**pset.sources, **sources})
+    else:
+        cov = np.asarray(_require(block, "covariance", list, bw), dtype=float)
+    if cov.shape != (len(knobs), len(knobs)) or not np.allclose(cov, cov.T) or np.min(np.linalg.eigvalsh(cov)) <= 0:
+        raise ValueError(f"{bw}: covariance must be a symmetric positive-definite {len(knobs)} x {len(knobs)} matrix over {list(knobs)}")
+    return pset, knobs, cov
 
 
 @dataclass(frozen=True)
 class ArmResult:
     """One arm of a virtual trial: per-patient outcomes (observed, with assay error) and the summary table.
 
-    table[stat] = (value, lower, upper) with bootstrap percentile intervals; stats: n, n_week12 (observed at
-    week 12), mean_drop, sd_drop (week-12 log10 drop among those observed, censored values at the limit),
-    pct_rvr, pct_evr, pct_cevr (per patient randomised: dropouts count as non-responders).
+    table[stat] = (value, lower, upper) with bootstrap percentile intervals (or intervals over calibration
+    draws); stats: n, n_week12 (observed at week 12), mean_drop, sd_drop (week-12 log10 drop among those
+    observed, censored values at the limit), mean_drop_w4 (the same at week 4),
+    pct_rvr, pct_evr, pct_cevr (among the patients still on study at week 4 or 12, as trials report completers).
     """
 
     name: str
@@ -287,6 +346,10 @@ class ArmResult:
     true_drop: np.ndarray  # noise-free model drop at week 12
     quantiles: np.ndarray  # (3, days + 1): median, 5%, 95% of the noise-free log10 drop from baseline
     groups: np.ndarray
+    max_target_ratio: np.ndarray | None = None  # per patient, max over days of T / T0 (noise-free)
+    params: Mapping[str, np.ndarray] | None = None  # the sampled per-patient parameters
+    draw: np.ndarray | None = None  # index of the calibrated-parameter draw of each patient (None: no draws)
+    mean_drop_daily: np.ndarray | None = None  # (days + 1,) mean noise-free log10 drop from baseline
 
 
 @dataclass(frozen=True)
@@ -319,6 +382,13 @@ def _bootstrap(stat, n: int, rng, n_boot: int, level: float = 0.95):
     return tuple(float(x) for x in np.nanquantile(vals, [a, 1 - a]))
 
 
+def _over_draws(stat, draw, level: float = 0.95):
+    """Quantiles of a statistic computed within each calibrated-parameter draw (indices of its patients)."""
+    vals = np.array([stat(np.flatnonzero(draw == k)) for k in range(int(draw.max()) + 1)])
+    a = (1 - level) / 2
+    return tuple(float(x) for x in np.nanquantile(vals, [a, 1 - a]))
+
+
 def _progress(label: str, done: int, total: int, enabled: bool) -> None:
     import sys
 
@@ -331,9 +401,10 @@ def _progress(label: str, done: int, total: int, enabled: bool) -> None:
         sys.stderr.flush()
 
 
-def simulate_arm_patients(model, params, weights, taken, regimens, days: int, steps_per_day: int, chunk: int, label="", progress=False, widths=None):
+def simulate_arm_patients(model, params, weights, taken, regimens, days: int, steps_per_day: int, chunk: int, label="", progress=False, widths=None, states=False):
     """Noise-free daily log10 loads (n, days + 1) for patients given per-patient parameters and doses taken.
 
+    states=True returns the daily natural-log states instead, shape (n, 4, days + 1) (ln T, ln I, ln V_I, ln V).
     Patients are solved in chunks of ``chunk`` (the last one padded), so every call shares one compiled solver.
     """
     from .solve import grid_schedule, population_solver
@@ -341,23 +412,23 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
     n = next(iter(params.values())).size
     solver = population_solver(model, days, steps_per_day)
     sched = grid_schedule(regimens, model.pk_drugs, days, steps_per_day, widths)
-    out = np.empty((n, days + 1))
+    out = np.empty((n, 4, days + 1))
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
         m = sl.stop - sl.start
         pad = lambda x: np.concatenate([x, np.repeat(x[-1:], chunk - m, axis=0)]) if m < chunk else x  # noqa: E731
         p = {k: pad(v[sl]) for k, v in params.items()}
         tk = {d: pad(v[sl]) for d, v in taken.items()}
-        out[sl] = (np.asarray(solver(p, sched.index, sched.amounts(pad(weights[sl]), tk))).T / np.log(10.0))[:m]
+        out[sl] = np.transpose(np.asarray(solver(p, sched.index, sched.amounts(pad(weights[sl]), tk))), (2, 1, 0))[:m]
         _progress(label, sl.stop, n, progress)
-    return out
+    return out if states else out[:, 3] / np.log(10.0)
 
 
 def run_virtual_trial(
     population: Population, spec: TrialSpec, n_per_arm: int, seed: int, days: int | None = None,
     steps_per_day: int = 24, n_boot: int = 1000, chunk: int = 1024, progress: bool = False, defs=None,
     arms: Mapping[str, tuple] | None = None, param_overrides: Mapping[str, Mapping[str, float]] | None = None,
-    adherence: Mapping[str, float] | None = None, common_patients: bool = False,
+    adherence: Mapping[str, float] | None = None, common_patients: bool = False, n_draws: int = 20,
 ) -> VirtualTrial:
     """Simulate a virtual trial: ``n_per_arm`` patients per arm drawn from ``population`` (seeded per arm).
 
@@ -367,6 +438,10 @@ def run_virtual_trial(
     values fixed for every patient of that arm; adherence: arm -> mean adherence replacing the population's.
     common_patients: every arm gets the same virtual patients (parameters, weights, adherence propensity,
     dropout times and assay errors), as in what-if comparisons; otherwise each arm draws its own.
+    n_draws: when the population carries its calibration's uncertainty (``knob_cov``), that many sets of
+    calibrated values are drawn once (shared by all arms) and patient i of every arm takes set i mod n_draws;
+    intervals in the table are then the 2.5-97.5% quantiles of the statistic over the sets, so they carry the
+    calibration's uncertainty as well as the patients' (0: typical values as given, bootstrap intervals).
     """
     from .outcomes import OutcomeDefinitions, classify
 
@@ -382,19 +457,23 @@ def run_virtual_trial(
     from .solve import scheduled_doses
 
     widths = {d: 1 + max(scheduled_doses(r, d, days).size for r in arms.values()) for d in model.pk_drugs}
+    draws = population.draw_typical(n_draws, np.random.default_rng([seed, 3]))
     results = {}
     for ai, (arm, regimens) in enumerate(arms.items()):
         rng = np.random.default_rng([seed, 0 if common_patients else ai])
         pop = population
         if adherence and arm in adherence:
             pop = dataclasses.replace(population, adherence=(adherence[arm], population.adherence[1]))
-        params, labels, weights, adh = pop.sample(n_per_arm, rng, (param_overrides or {}).get(arm))
+        params, labels, weights, adh = pop.sample(n_per_arm, rng, (param_overrides or {}).get(arm), draws)
+        draw = np.arange(n_per_arm) % len(draws) if draws else None
         unit = rng.random(n_per_arm)
         drop_out = -np.log1p(-unit) * 7.0 / pop.dropout_per_week if pop.dropout_per_week > 0 else np.full(n_per_arm, np.inf)
         noise = pop.sigma_log10 * rng.standard_normal((n_per_arm, 3))
         drng = np.random.default_rng([seed, ai, 2])
         taken = {d: drng.random((n_per_arm, scheduled_doses(regimens, d, days).size)) < adh[:, None] for d in model.pk_drugs}
-        v = simulate_arm_patients(model, params, weights, taken, regimens, days, steps_per_day, chunk, arm, progress, widths)
+        ln_states = simulate_arm_patients(model, params, weights, taken, regimens, days, steps_per_day, chunk, arm, progress, widths, states=True)
+        v = ln_states[:, 3] / math.log(10.0)
+        max_t = np.exp(np.max(ln_states[:, 0] - ln_states[:, 0, :1], axis=1))
         w_rvr, w_evr = int(round(7 * defs.rvr_week)), int(round(7 * defs.evr_week))
         obs = v[:, [0, w_rvr, w_evr]] + noise
         seen = np.stack([np.ones(n_per_arm, bool), drop_out > w_rvr, drop_out > w_evr], axis=1)
@@ -403,21 +482,25 @@ def run_virtual_trial(
         cens &= seen
         flags = classify(obs[:, 0], obs[:, 1], obs[:, 2], cens[:, 1], cens[:, 2], defs)
         drop = flags["drop_evr"]
+        drop4 = np.where(seen[:, 1], obs[:, 0] - obs[:, 1], np.nan)  # censored week-4 values count at the limit
         true_drop = v[:, 0] - v[:, w_evr]
         n = n_per_arm
         brng = np.random.default_rng([seed, ai, 1])
+        interval = (lambda stat: _over_draws(stat, draw)) if draw is not None else (lambda stat: _bootstrap(stat, n, brng, n_boot))
         table = {
             "n": (float(n), math.nan, math.nan),
             "n_week12": (float(np.isfinite(drop).sum()), math.nan, math.nan),
-            "mean_drop": (float(np.nanmean(drop)), *_bootstrap(lambda i: np.nanmean(drop[i]), n, brng, n_boot)),
-            "sd_drop": (float(np.nanstd(drop, ddof=1)), *_bootstrap(lambda i: np.nanstd(drop[i], ddof=1), n, brng, n_boot)),
+            "mean_drop": (float(np.nanmean(drop)), *interval(lambda i: np.nanmean(drop[i]))),
+            "sd_drop": (float(np.nanstd(drop, ddof=1)), *interval(lambda i: np.nanstd(drop[i], ddof=1))),
+            "mean_drop_w4": (float(np.nanmean(drop4)), *interval(lambda i: np.nanmean(drop4[i]))),
         }
-        for k in ("rvr", "evr", "cevr"):
-            f = flags[k]
-            table[f"pct_{k}"] = (100 * float(f.mean()), *(100 * x for x in _bootstrap(lambda i: f[i].mean(), n, brng, n_boot)))
+        for k, week_seen in (("rvr", seen[:, 1]), ("evr", seen[:, 2]), ("cevr", seen[:, 2])):
+            f = np.where(week_seen, flags[k], np.nan)  # among patients still on study that week, as trials report
+            table[f"pct_{k}"] = (100 * float(np.nanmean(f)), *(100 * x for x in interval(lambda i: np.nanmean(f[i]))))
         d = v[:, :1] - v
         q = np.quantile(d, [0.5, 0.05, 0.95], axis=0)
-        results[arm] = ArmResult(arm, table, drop, flags["rvr"], flags["evr"], flags["cevr"], true_drop, q, labels)
+        results[arm] = ArmResult(arm, table, drop, flags["rvr"], flags["evr"], flags["cevr"], true_drop, q, labels, max_t, params,
+                                 draw, d.mean(axis=0))
     return VirtualTrial(population.name, spec.name, seed, n_per_arm, days, steps_per_day, results, defs)
 
 

@@ -1,0 +1,48 @@
+"""Likelihood of summary data, knob scales and the reported-interval helper, against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom, norm
+
+from hcvdyn.calibrate import ArmStats, from_scale, neg2_log_likelihood, to_scale
+from hcvdyn.comparison import binomial_interval
+from hcvdyn.io import ArmTarget
+
+
+def test_neg2_log_likelihood_is_normal_mean_plus_binomial_count():
+    stats = {"triple": ArmStats(1.0, 0.8, 0.25, 2000, 0.5), "control": ArmStats(0.6, 0.5, 0.05, 2000, 0.45)}
+    targets = (ArmTarget("triple", 12, 1.2, 4), ArmTarget("control", 10, 0.4, 1), ArmTarget("control", 14, day2_mean=0.7, day2_se=0.15))
+    terms = neg2_log_likelihood(stats, targets)
+    assert terms["triple.mean"] == pytest.approx(-2 * norm.logpdf(1.2, 1.0, 0.8 / math.sqrt(12)), rel=1e-12)
+    assert terms["triple.evr"] == pytest.approx(-2 * binom.logpmf(4, 12, 0.25), rel=1e-12)
+    assert terms["control.mean"] == pytest.approx(-2 * norm.logpdf(0.4, 0.6, 0.5 / math.sqrt(10)), rel=1e-12)
+    assert terms["control.evr"] == pytest.approx(-2 * binom.logpmf(1, 10, 0.05), rel=1e-12)
+    assert terms["control.day2"] == pytest.approx(-2 * norm.logpdf(0.7, 0.45, 0.15), rel=1e-12)
+    assert terms["total"] == pytest.approx(sum(v for k, v in terms.items() if k != "total"))
+
+
+def test_knob_scales_round_trip_and_follow_the_parameter_table():
+    vals, scales = [0.03, 0.8, 2.0], ["log", "logit", "linear"]
+    x = to_scale(vals, scales)
+    np.testing.assert_allclose(x, [math.log(0.03), math.log(4.0), 2.0])
+    np.testing.assert_allclose(from_scale(x, scales), vals, rtol=1e-14)
+    from hcvdyn.models import get_model
+
+    params = get_model("pkpd3_homeostatic").params
+    assert [params[k].interval_scale for k in ("delta", "ifn_ec50", "cel_phi_max", "psi")] == ["log", "log", "logit", "linear"]
+
+
+def test_clopper_pearson_intervals_of_the_reported_evr():
+    # reference values: exact binomial (Clopper-Pearson) intervals, e.g. R binom.test(4, 12)$conf.int
+    assert binomial_interval(4, 12) == pytest.approx((0.09925, 0.65112), abs=1e-5)
+    assert binomial_interval(1, 10) == pytest.approx((0.002529, 0.445016), abs=1e-5)
+    assert binomial_interval(0, 8) == pytest.approx((0.0, 0.369416), abs=1e-5)
+
+
+def test_reported_arm_targets_are_validated():
+    with pytest.raises(ValueError, match="evr_count = 5 outside"):
+        ArmTarget("x", 4, 1.0, 5)
+    with pytest.raises(ValueError, match="day2_se"):
+        ArmTarget("x", 4, day2_mean=0.7)
