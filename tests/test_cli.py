@@ -262,3 +262,19 @@ def test_scenario_command(tmp_path, capsys):
     assert main(["scenario", str(bad), "--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("hcvdyn: error:") and "interferon_beta" in err[-1]
+
+
+@pytest.mark.slow
+def test_calibrate_command_writes_the_mechanism_table(tmp_path, capsys):
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--mechanism", "infectivity", "--n", "60", "--maxfev", "8", "--no-uncertainty", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "mechanisms.csv")))
+    assert [r["mechanism"] for r in rows] == ["infectivity"] and int(rows[0]["knobs"]) == 3
+    result = json.loads((out / "calibration.json").read_text())
+    terms = result["terms"]
+    assert set(terms) == {"triple.mean", "triple.evr", "control.mean", "control.evr", "total"}
+    assert terms["total"] == pytest.approx(sum(v for k, v in terms.items() if k != "total"))
+    assert float(rows[0]["neg2ll_calibration"]) == pytest.approx(terms["total"], abs=0.01)
+    assert set(result["arms"]) == {"triple", "double", "control"}  # the double arm is predicted, not fitted
+    assert main(["calibrate", "--mechanism", "no_such", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown mechanism 'no_such'" in capsys.readouterr().err

@@ -111,3 +111,28 @@ def test_scenario_file_errors(tmp_path):
     bad.write_text('population = "g1_nonresponder_population"\ntrial = "celgosivir_phase2"\nreference_arm = "nope"\nscenarios = []\n')
     with pytest.raises(ValueError, match="reference_arm 'nope'"):
         load_scenarios(bad)
+
+
+def test_naive_population_carries_the_non_responder_calibration():
+    naive, nr = load_population("g1_naive_population"), load_population("g1_nonresponder_population")
+    assert naive.knobs and set(naive.knobs) <= set(nr.knobs)
+    idx = [nr.knobs.index(k) for k in naive.knobs]
+    np.testing.assert_array_equal(naive.knob_cov, nr.knob_cov[np.ix_(idx, idx)])
+    for k in naive.knobs:  # one source of truth: the value is read from the non-responder parameter set
+        assert naive.parameter_set.params()[k] == nr.parameter_set.params()[k]
+        assert "calibrated on g1_nonresponder_population" in naive.parameter_set.source_of(k)
+    draws = nr.draw_typical(200, np.random.default_rng(1))
+    z = np.log([d["cel_ec50"] for d in draws])  # cel_ec50 varies on the log scale
+    j = nr.knobs.index("cel_ec50")
+    assert np.std(z) == pytest.approx(math.sqrt(nr.knob_cov[j, j]), rel=0.15)
+    assert np.mean(z) == pytest.approx(math.log(nr.parameter_set.params()["cel_ec50"]), abs=3 * math.sqrt(nr.knob_cov[j, j] / 200))
+
+
+def test_population_calibration_block_errors(tmp_path):
+    bad = tmp_path / "pop.toml"
+    bad.write_text('parameter_set = "g1_nonresponder"\n[calibration]\nknobs = ["delta"]\ncovariance = [[-1.0]]\n')
+    with pytest.raises(ValueError, match="pop.toml: calibration: covariance must be a symmetric positive-definite 1 x 1"):
+        load_population(bad)
+    bad.write_text('parameter_set = "g1_nonresponder"\n[calibration]\nknobs = ["nope"]\ncovariance = [[1.0]]\n')
+    with pytest.raises(ValueError, match="calibration.knobs: unknown parameter 'nope'"):
+        load_population(bad)

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .io import ArmTarget
+from .parameters import from_scale, to_scale
 
 __all__ = [
     "FIRST_PHASE", "DOUBLE_NO_CHANGE", "targets_of", "Mechanism", "MECHANISMS", "ArmStats", "arm_statistics",
@@ -58,7 +59,7 @@ class Mechanism:
     fixed: Mapping[str, float] = field(default_factory=dict)
 
 
-IFN_RBV_KNOBS = ("delta", "ifn_emax_late")
+IFN_RBV_KNOBS = ("delta",)
 MECHANISMS = {
     m.name: m
     for m in (
@@ -144,19 +145,6 @@ def _scales(model, names):
     return [model.params[k].interval_scale for k in names]
 
 
-def to_scale(values, scales) -> np.ndarray:
-    """Knob values on their estimation scale (log, logit or linear)."""
-    out = []
-    for v, s in zip(values, scales):
-        out.append(math.log(v) if s == "log" else math.log(v / (1 - v)) if s == "logit" else v)
-    return np.array(out)
-
-
-def from_scale(x, scales) -> list[float]:
-    """Inverse of :func:`to_scale`."""
-    return [math.exp(v) if s == "log" else 1 / (1 + math.exp(-v)) if s == "logit" else float(v) for v, s in zip(x, scales)]
-
-
 @dataclass(frozen=True)
 class Calibration:
     """A calibrated mechanism: knob values, -2 log L terms at the optimum (EVR counted as a step), statistics."""
@@ -213,7 +201,7 @@ def calibrate(pop, spec, mech: Mechanism, start: Mapping[str, float] | None = No
     start = {k: typical[k] for k in names} | dict(start or {})
     scales = _scales(pop.model, names)
     f = _objective(pop, spec, mech, names, scales, targets, n, seed, smooth, fixed_extra)
-    x0 = to_scale([start[k] for k in names], scales)
+    x0 = np.asarray(to_scale([start[k] for k in names], scales))
     res = minimize(f, x0, method="Nelder-Mead", options={"maxfev": maxfev, "xatol": 0.01, "fatol": 0.02, "initial_simplex": x0 + np.vstack([np.zeros(len(x0)), 0.4 * np.eye(len(x0))])})
     values = {**mech.fixed, **(fixed_extra or {}), **dict(zip(names, from_scale(res.x, scales)))}
     st = arm_statistics(pop, spec, values, [t.arm for t in targets], n, seed)
@@ -238,7 +226,7 @@ def laplace_covariance(pop, spec, cal: Calibration, targets=None, h: float = 0.1
     names = [k for k in cal.mechanism.knobs]
     scales = _scales(pop.model, names)
     f = _objective(pop, spec, cal.mechanism, names, scales, targets, cal.n_per_arm, cal.seed, smooth)
-    x0 = to_scale([cal.values[k] for k in names], scales)
+    x0 = np.asarray(to_scale([cal.values[k] for k in names], scales))
     k = len(x0)
     f0 = f(x0)
     hess = np.zeros((k, k))

@@ -433,12 +433,12 @@ def cmd_calibrate(args) -> int:
         result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].interval_scale for k in knobs]}
         traces = {}
         for k, s_k in zip(knobs, se):
-            from .calibrate import from_scale, to_scale
+            from .parameters import from_scale, to_scale
 
             sc = [pop.model.params[k].interval_scale]
             x0 = to_scale([chosen.values[k]], sc)[0]
-            grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.5, -1.5, -0.75, 0.75, 1.5, 2.5)]
-            traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.maxfev // 3) + [(chosen.values[k], chosen.neg2ll)])
+            grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]
+            traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.profile_maxfev) + [(chosen.values[k], chosen.neg2ll)])
             lo, hi = _profile_interval(traces[k], chosen.neg2ll)
             print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc[0]} scale)")
         result["profiles"] = {k: [list(p) for p in v] for k, v in traces.items()}
@@ -531,12 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="calibrate a trial's virtual population to its reported top line (likelihood)")
     p.add_argument("trial", nargs="?", default="celgosivir_phase2", help="trial with [reported] arms (default celgosivir_phase2)")
     p.add_argument("--population", help="population (default: the trial's)")
-    p.add_argument("--mechanism", default="infectivity_interaction", help="mechanism to calibrate in full (default infectivity_interaction)")
+    p.add_argument("--mechanism", default="infectivity", help="mechanism to calibrate in full (default infectivity, the bundled one)")
     p.add_argument("--compare", action="store_true", help="calibrate every mechanism and tabulate them")
     p.add_argument("--n", type=_positive_int, default=400, help="virtual patients per arm per evaluation (default 400)")
     p.add_argument("--seed", type=int, default=7, help="common random numbers (default 7)")
     p.add_argument("--maxfev", type=_positive_int, default=150, help="likelihood evaluations per fit (default 150)")
     p.add_argument("--no-uncertainty", action="store_true", help="skip the Laplace covariance and the profiles")
+    p.add_argument("--profile-maxfev", type=_positive_int, default=25, help="evaluations per profile point (default 25)")
     p.add_argument("--out", help="results folder (default results/calibration_<trial>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
     p.set_defaults(func=cmd_calibrate)

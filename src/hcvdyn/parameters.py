@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-__all__ = ["Param", "ParamTable", "check_values"]
+__all__ = ["Param", "ParamTable", "check_values", "to_scale", "from_scale"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,16 @@ def check_values(table: ParamTable, values: Mapping[str, float], where: str = ""
             raise ValueError(
                 f"{prefix}parameter {name!r} = {v} outside its admissible range [{p.lower}, {p.upper}] ({p.unit})"
             )
+
+
+def to_scale(values, scales) -> list[float]:
+    """Values on their estimation scales (Param.interval_scale: "log", "logit" or "linear")."""
+    out = []
+    for v, s in zip(values, scales):
+        out.append(math.log(v) if s == "log" else math.log(v / (1 - v)) if s == "logit" else v)
+    return out
+
+
+def from_scale(x, scales) -> list[float]:
+    """Inverse of :func:`to_scale`."""
+    return [math.exp(v) if s == "log" else 1 / (1 + math.exp(-v)) if s == "logit" else float(v) for v, s in zip(x, scales)]
