@@ -269,7 +269,7 @@ def test_calibrate_command_writes_the_mechanism_table(tmp_path, capsys):
     out = tmp_path / "cal"
     assert main(["calibrate", "--mechanism", "infectivity", "--n", "60", "--maxfev", "8", "--no-uncertainty", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "mechanisms.csv")))
-    assert [r["mechanism"] for r in rows] == ["infectivity"] and int(rows[0]["knobs"]) == 3
+    assert [r["mechanism"] for r in rows] == ["infectivity"] and int(rows[0]["knobs"]) == 2  # delta, cel_ec50
     result = json.loads((out / "calibration.json").read_text())
     terms = result["terms"]
     assert set(terms) == {"triple.mean", "triple.evr", "control.mean", "control.evr", "total"}

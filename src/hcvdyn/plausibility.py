@@ -78,8 +78,12 @@ def _ifn_peak_block(population, regimens, params) -> np.ndarray | None:
     return np.asarray(emax) * cmax**n / (cmax**n + params["ifn_ec50"] ** n)
 
 
-def red_flags(vt, population, arms_regimens, limits: Limits = Limits()) -> list[Flag]:
-    """Red-flag checks of every arm of a :class:`~hcvdyn.trial.VirtualTrial` (flags with ok=False fail)."""
+def red_flags(vt, population, arms_regimens, limits: Limits | None = None) -> list[Flag]:
+    """Red-flag checks of every arm of a :class:`~hcvdyn.trial.VirtualTrial` (flags with ok=False fail).
+
+    limits: default the population's own (its [plausibility] table over the prior non-responder defaults).
+    """
+    limits = limits or Limits(**getattr(population, "limits", {}))
     flags = []
     for name, arm in vt.arms.items():
         td = arm.true_drop

@@ -64,7 +64,7 @@ def plot_population_arms(t_days, arms, reported=None, weeks: float = 12.0, title
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_ylim(0, 100)
         ax.set_ylabel("EVR at week 12 (%)")
-        ax.set_title("EVR: virtual (o) vs reported (s)")
+        ax.set_title("EVR at week 12")
         if title:
             fig.suptitle(title)
     return fig

@@ -38,6 +38,7 @@ class Population:
     sources: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     path: str = ""
+    limits: Mapping[str, object] = field(default_factory=dict)  # red-flag limits of hcvdyn.plausibility.Limits
     knobs: tuple[str, ...] = ()  # calibrated typical values whose uncertainty virtual trials carry
     knob_cov: np.ndarray | None = None  # their covariance on the declared scales (Param.interval_scale)
 
@@ -117,7 +118,7 @@ def load_population(name_or_path) -> Population:
     path = find_model_file(name_or_path)
     doc = load_toml(path)
     where = str(path)
-    _check_keys(doc, {"name", "description", "parameter_set", "variability", "correlations", "groups", "weight_kg", "adherence", "dropout", "assay", "calibration"}, where)
+    _check_keys(doc, {"name", "description", "parameter_set", "variability", "correlations", "groups", "weight_kg", "adherence", "dropout", "assay", "calibration", "plausibility"}, where)
     pset = load_parameter_set(_require(doc, "parameter_set", str, where))
     model = pset.model
     pset, knobs, knob_cov = _calibration_block(doc.get("calibration"), pset, where)
@@ -176,7 +177,29 @@ def load_population(name_or_path) -> Population:
         name=doc.get("name", path.stem), parameter_set=pset, omega=omega, corr=corr, groups=groups,
         weight_kg=tuple(w), adherence=tuple(adh), dropout_per_week=drop, sigma_log10=sigma, sources=sources,
         description=doc.get("description", ""), path=str(path), knobs=knobs, knob_cov=knob_cov,
+        limits=_limits(doc.get("plausibility", {}), where),
     )
+
+
+def _limits(table, where: str) -> dict:
+    """A population's [plausibility] table: red-flag limits other than the non-responder defaults (and their source)."""
+    import dataclasses as dc
+
+    from .plausibility import Limits
+
+    names = {f.name for f in dc.fields(Limits)}
+    out = {}
+    for k, v in table.items():
+        if k == "source":
+            continue
+        if k not in names:
+            raise ValueError(f"{where}: plausibility.{k}: unknown limit; known: {', '.join(sorted(names))}")
+        out[k] = tuple(v) if isinstance(v, list) else v
+    try:
+        Limits(**out)
+    except TypeError as e:
+        raise ValueError(f"{where}: plausibility: {e}") from None
+    return out
 
 
 def _calibration_block(block, pset, where: str):
