@@ -15,7 +15,7 @@ TIGHT = SolverOptions(rtol=1e-11, atol=1e-11)
 
 
 def neumann_closed_form(t, log10_v0, eps, c, delta, t0):
-    """V(t) of Neumann et al. 1998 with T held at T0 and eta = 0 (shared/reference section 2)."""
+    """V(t) of Neumann et al. 1998 (Science 282:103-107) with T held at T0 and eta = 0: the biphasic closed form."""
     root = math.sqrt((c - delta) ** 2 + 4 * (1 - eps) * c * delta)
     l1, l2 = ((c + delta) + root) / 2, ((c + delta) - root) / 2
     a = (eps * c - l2) / (l1 - l2)

@@ -73,7 +73,7 @@ SRC_NEUMANN = "Neumann et al. 1998, Science 282:103-107"
 KINETIC_PARAMS = (
     Param(
         "log10_V0", "log10 IU/mL", 6.5, 0.0, 9.0,
-        "genotype-1 non-responder baselines are 6-7 log10 IU/mL (shared/reference section 5; Neumann et al. 1998)",
+        "genotype-1 baselines are 6-7 log10 IU/mL (McHutchison et al. 2009, N Engl J Med 361:580-593; Neumann et al. 1998)",
         "baseline (pretreatment steady-state) viral load", r"\log_{10} V_0",
     ),
     Param("c", "1/day", 6.2, 0.5, 50.0, f"{SRC_NEUMANN}: virion half-life 2.7 h", "virion clearance rate", "c", "log"),

@@ -1,6 +1,6 @@
 """Treatment outcomes from viral-load series: log10 drops, RVR / EVR / cEVR and the cure boundary.
 
-Definitions (shared/reference section 5; every threshold is a field of :class:`OutcomeDefinitions`):
+Definitions (Ghany et al. 2009, Hepatology 49:1335-1374; every threshold is a field of :class:`OutcomeDefinitions`):
 
 * log10 drop at week w: baseline log10 load minus the log10 load at day 7 w (positive = decline).
 * undetectable: below the assay limit (``lloq_iu_ml``); a value exactly at the limit is quantifiable,
@@ -28,7 +28,7 @@ __all__ = ["OutcomeDefinitions", "classify", "cure_day", "patient_outcomes", "Pa
 
 @dataclass(frozen=True)
 class OutcomeDefinitions:
-    """Thresholds of the response definitions (defaults: shared/reference section 5)."""
+    """Thresholds of the response definitions (defaults: Ghany et al. 2009, Hepatology 49:1335-1374; assay limit of COBAS TaqMan)."""
 
     lloq_iu_ml: float = 15.0  # COBAS TaqMan detection limit 10-15 IU/mL
     evr_drop_log10: float = 2.0  # EVR: >= 2 log10 drop at week 12

@@ -184,7 +184,11 @@ def _bootstrap(stat, n: int, rng, n_boot: int, level: float = 0.95):
 
 def _over_draws(stat, draw, level: float = 0.95):
     """Quantiles of a statistic computed within each calibrated-parameter draw (indices of its patients)."""
-    vals = np.array([stat(np.flatnonzero(draw == k)) for k in range(int(draw.max()) + 1)])
+    import warnings
+
+    with warnings.catch_warnings():  # a draw whose few patients all dropped out gives NaN, left out below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        vals = np.array([stat(np.flatnonzero(draw == k)) for k in range(int(draw.max()) + 1)])
     a = (1 - level) / 2
     return tuple(float(x) for x in np.nanquantile(vals, [a, 1 - a]))
 
