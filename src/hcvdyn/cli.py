@@ -399,6 +399,7 @@ def cmd_calibrate(args) -> int:
     from . import __version__
     from .calibrate import MECHANISMS, arm_statistics, calibrate, compare_mechanisms, laplace_covariance, profile, targets_of
     from .io import file_sha256, load_trial, write_results
+    from .parameters import from_scale, to_scale
     from .report import rows_csv
     from .trial import load_population
 
@@ -433,8 +434,6 @@ def cmd_calibrate(args) -> int:
         result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].interval_scale for k in knobs]}
         traces = {}
         for k, s_k in zip(knobs, se):
-            from .parameters import from_scale, to_scale
-
             sc = [pop.model.params[k].interval_scale]
             x0 = to_scale([chosen.values[k]], sc)[0]
             grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]

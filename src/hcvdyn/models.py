@@ -286,11 +286,11 @@ class HCVModel:
             else:
                 h = _shifted(occ[drug.name][0], e_shift)
                 for e, pmax in drug.effect_max:
-                    eff[e] = self._max_effect(pmax, params, t) * h
+                    eff[e] = self.max_effect(pmax, params, t) * h
         return eff
 
     @staticmethod
-    def _max_effect(pmax: str, params, t):
+    def max_effect(pmax: str, params, t):
         """The maximal-effect parameter, with interferon's refractoriness (equation 7) applied to ifn_emax."""
         if pmax != "ifn_emax" or "ifn_emax_late" not in params:
             return params[pmax]

@@ -74,7 +74,7 @@ def _ifn_peak_block(population, regimens, params) -> np.ndarray | None:
     conc = exposure(model, typical, ifn_regs, t, population.weight_kg[0])["conc_peginterferon_alfa2b"]
     cmax, t_peak = float(np.max(conc)), float(t[np.argmax(conc)])
     n = params["ifn_n"]
-    emax = model._max_effect("ifn_emax", params, t_peak) if "ifn_emax_late" in params else params["ifn_emax"]
+    emax = model.max_effect("ifn_emax", params, t_peak)
     return np.asarray(emax) * cmax**n / (cmax**n + params["ifn_ec50"] ** n)
 
 
