@@ -20,10 +20,11 @@ import numpy as np
 from scipy.stats import norm
 
 import hcvdyn
-from hcvdyn.data import read_viral_loads
-from hcvdyn.fit import fit_trial
-from hcvdyn.io import load_toml
-from hcvdyn.solve import SolverOptions, simulate_scipy
+from hcvdyn.estimate.data import Dataset, read_viral_loads
+from hcvdyn.estimate.fit import fit_trial
+from hcvdyn.files import load_toml
+from hcvdyn.solve.options import SolverOptions
+from hcvdyn.solve.reference import simulate_scipy
 
 ROOT = Path(__file__).resolve().parents[1]
 FREE = ("log10_V0", "delta", "eps")
@@ -69,13 +70,13 @@ def main(argv=None):
     t0 = time.perf_counter()
     fits = {}
     for arm in data.arms:
-        sub = hcvdyn.data.Dataset(tuple(p for p in data if p.arm == arm))
+        sub = Dataset(tuple(p for p in data if p.arm == arm))
         fits[arm] = fit_trial(model, sub, {arm: ()}, individual=FREE, params={**by_arm[arm], **start}, sigma=sigma,
                               options=SolverOptions(atol=args.tol), max_nfev=400)
     jax_first = time.perf_counter() - t0  # includes one compile per arm-size shape
     t0 = time.perf_counter()
     for arm in data.arms:
-        sub = hcvdyn.data.Dataset(tuple(p for p in data if p.arm == arm))
+        sub = Dataset(tuple(p for p in data if p.arm == arm))
         fits[arm] = fit_trial(model, sub, {arm: ()}, individual=FREE, params={**by_arm[arm], **start}, sigma=sigma,
                               options=SolverOptions(atol=args.tol), max_nfev=400)
     jax_wall = time.perf_counter() - t0

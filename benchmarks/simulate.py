@@ -16,7 +16,7 @@ import numpy as np
 
 import hcvdyn
 from hcvdyn import Regimen, SolverOptions, Trajectory
-from hcvdyn.solve import batch_solver, prepare_batch
+from hcvdyn.solve.adaptive import batch_solver, prepare_batch
 
 
 def population(n: int, seed: int) -> dict[str, np.ndarray]:

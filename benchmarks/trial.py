@@ -20,9 +20,11 @@ import time
 import numpy as np
 
 import hcvdyn  # noqa: F401  (enables 64-bit floats)
-from hcvdyn.io import load_trial
-from hcvdyn.solve import scheduled_doses, simulate_scipy
-from hcvdyn.trial import load_population, run_virtual_trial, simulate_arm_patients
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.solve.grid import scheduled_doses
+from hcvdyn.solve.reference import simulate_scipy
+from hcvdyn.analysis.population import load_population
+from hcvdyn.analysis.virtual_trial import run_virtual_trial, simulate_arm_patients
 
 WEEKS = 48
 

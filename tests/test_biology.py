@@ -11,10 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from hcvdyn.comparison import binomial_interval
-from hcvdyn.io import load_trial
-from hcvdyn.plausibility import red_flags, typical_patient_flags
-from hcvdyn.trial import load_population, run_virtual_trial
+from hcvdyn.analysis.comparison import binomial_interval
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.analysis.plausibility import red_flags, typical_patient_flags
+from hcvdyn.analysis.population import load_population
+from hcvdyn.analysis.virtual_trial import run_virtual_trial
 
 pytestmark = pytest.mark.slow
 

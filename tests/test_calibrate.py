@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
-from hcvdyn.calibrate import ArmStats, from_scale, neg2_log_likelihood, to_scale
-from hcvdyn.comparison import binomial_interval
-from hcvdyn.io import ArmTarget
+from hcvdyn.analysis.calibrate import ArmStats, neg2_log_likelihood
+from hcvdyn.model.parameters import from_scale, to_scale
+from hcvdyn.analysis.comparison import binomial_interval
+from hcvdyn.model.trial_design import ArmTarget
 
 
 def test_neg2_log_likelihood_is_normal_mean_plus_binomial_count():
@@ -28,7 +29,7 @@ def test_knob_scales_round_trip_and_follow_the_parameter_table():
     x = to_scale(vals, scales)
     np.testing.assert_allclose(x, [math.log(0.03), math.log(4.0), 2.0])
     np.testing.assert_allclose(from_scale(x, scales), vals, rtol=1e-14)
-    from hcvdyn.models import get_model
+    from hcvdyn.model.catalog import get_model
 
     params = get_model("pkpd3_homeostatic").params
     assert [params[k].interval_scale for k in ("delta", "ifn_ec50", "cel_phi_max", "psi")] == ["log", "log", "logit", "linear"]

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from hcvdyn import __version__
 from hcvdyn.cli import main
-from hcvdyn.io import file_sha256, load_trial
-from hcvdyn.trial import simulate_arms
+from hcvdyn.files import file_sha256
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.analysis.arms import simulate_arms
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["models", "--help"], ["simulate", "--help"]])
@@ -33,19 +34,19 @@ def test_models_lists_models_and_sets(capsys):
 
 
 def test_arm_tables_keep_their_columns_for_long_arm_names(capsys):
-    from hcvdyn.cli import _print_arm_table
+    from hcvdyn.cli.trials import print_arm_table
 
     row = {"n": 2000, "mean_drop": 1.234, "mean_drop_lo": 1.1, "mean_drop_hi": 1.3, "sd_drop": 0.9, "pct_rvr": 1.2,
            "pct_evr": 23.4, "pct_evr_lo": 20.1, "pct_evr_hi": 26.0, "pct_cevr": 5.0}
-    _print_arm_table([{**row, "arm": "triple"}, {**row, "arm": "cel_200mg_bid"}, {**row, "arm": "a_much_longer_scenario_name"}])
+    print_arm_table([{**row, "arm": "triple"}, {**row, "arm": "cel_200mg_bid"}, {**row, "arm": "a_much_longer_scenario_name"}])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and len({len(line) for line in lines}) == 1  # every row as wide as the header
     assert len({line.index("2000") for line in lines[1:]}) == 1 and len({line.index("23.4") for line in lines[1:]}) == 1
 
 
 def test_models_shows_one_model_or_set_and_rejects_unknown_names(capsys):
-    from hcvdyn.io import load_parameter_set
-    from hcvdyn.models import get_model
+    from hcvdyn.model.library import load_parameter_set
+    from hcvdyn.model.catalog import get_model
 
     assert main(["models", "pkpd3"]) == 0
     out = capsys.readouterr().out
@@ -152,7 +153,7 @@ def test_fit_writes_parameters_result_and_curves(fitted):
     for name, r in rows.items():
         assert float(r["value"]) == pytest.approx(meta["estimates"][name]["value"], rel=1e-6)
     assert float(rows["eps"]["profile95_low"]) < float(rows["eps"]["value"]) < float(rows["eps"]["profile95_high"])
-    from hcvdyn.models import get_model
+    from hcvdyn.model.catalog import get_model
 
     params = get_model("agi_constant").params
     for r in rows.values():  # Wald intervals on the declared scale: never outside the bounds
@@ -193,9 +194,9 @@ def test_figures_command_redraws_a_fit_folder(fitted, capsys):
     for fig in ("patient_fits", "arm_trajectories", "waterfall", "forest", "profiles"):
         assert {f"{fig}.png", f"{fig}.pdf"} <= names and (fitted / "figures" / f"{fig}.png").stat().st_size > 5000
     assert "wrote 5 figures" in capsys.readouterr().out
-    from hcvdyn.report import _fit_figures
+    from hcvdyn.results.figures import fit_figures
 
-    forest = _fit_figures(fitted, json.loads((fitted / "result.json").read_text()))["forest"]
+    forest = fit_figures(fitted, json.loads((fitted / "result.json").read_text()))["forest"]
     assert any(ln.get_marker() == "x" for ax in forest.axes for ln in ax.get_lines()), "forest plot without the true values"
     curves = list(csv.DictReader(open(fitted / "curves.csv")))
     lo, mid, hi = (np.array([float(r[k]) for r in curves]) for k in ("pred95_low", "log10_vl_fitted", "pred95_high"))

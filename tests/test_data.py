@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hcvdyn.data import read_viral_loads
+from hcvdyn.estimate.data import read_viral_loads
 
 LONG = """id,arm,group,time_weeks,vl_iu_ml,lloq,weight_kg
 p1,triple,NR,0,2500000,15,80
@@ -55,7 +55,7 @@ NONMEM_DOSED = """ID,TIME,DV,EVID,AMT,CMT,ADDL,II,MDV
 
 
 def test_nonmem_dose_rows_become_each_patients_dose_records(tmp_path):
-    from hcvdyn.dosing import Regimen, dose_arrays
+    from hcvdyn.model.dosing import Regimen, dose_arrays
 
     ds = read_viral_loads(write(tmp_path, NONMEM_DOSED), dose_cmt={1: "pegifn", 2: "ribavirin", 4: "celgosivir"})
     p1, p2 = ds.patients

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from hcvdyn.data import PatientData
-from hcvdyn.diagnostics import prediction_bands, vpc
-from hcvdyn.fit import TrialFit
-from hcvdyn.models import get_model
-from hcvdyn.solve import SolverOptions, simulate_batch
+from hcvdyn.estimate.data import PatientData
+from hcvdyn.estimate.diagnostics import prediction_bands, vpc
+from hcvdyn.estimate.fit import TrialFit
+from hcvdyn.model.catalog import get_model
+from hcvdyn.solve.options import SolverOptions
+from hcvdyn.solve.adaptive import simulate_batch
 
 MODEL = get_model("agi_constant")
 T = np.array([0.0, 1, 7, 28, 84])

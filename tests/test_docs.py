@@ -1,7 +1,7 @@
 """The model reference is generated from the declarations and must be current."""
 
-from hcvdyn.docs import main, model_reference
-from hcvdyn.models import MODELS
+from hcvdyn.results.docs import main, model_reference
+from hcvdyn.model.catalog import MODELS
 
 
 def test_model_reference_is_current():
@@ -19,7 +19,7 @@ def test_reference_lists_every_parameter_with_unit_and_source():
 
 
 def test_api_page_is_current_and_every_public_function_documented():
-    from hcvdyn.docs import api_reference
+    from hcvdyn.results.docs import api_reference
 
     text = api_reference()
     assert "### `fit_trial(" in text and "### `make_report(" in text and "### `class VirtualTrial(" in text

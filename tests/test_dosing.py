@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hcvdyn import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict
-from hcvdyn.drugs import MW_CASTANOSPERMINE, MW_CELGOSIVIR
+from hcvdyn.model.drugs import MW_CASTANOSPERMINE, MW_CELGOSIVIR
 
 
 def test_weekly_peginterferon_per_kg():

@@ -10,9 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 import hcvdyn
-from hcvdyn.data import PatientData
-from hcvdyn.fit import fit_patient, m3_residuals, residual_fn, wald_interval
-from hcvdyn.solve import SolverOptions
+from hcvdyn.estimate.data import PatientData
+from hcvdyn.estimate.fit import fit_patient
+from hcvdyn.estimate.likelihood import m3_residuals, residual_fn
+from hcvdyn.estimate.profile import wald_interval
+from hcvdyn.solve.options import SolverOptions
 
 MODEL = hcvdyn.get_model("neumann1998_fixedT")
 FREE = ("log10_V0", "eps", "delta")
@@ -44,7 +46,7 @@ def test_residual_sd_mle_against_closed_form_and_direct_likelihood():
     from scipy.optimize import minimize_scalar
     from scipy.stats import norm
 
-    from hcvdyn.fit import _raw_errors, residual_sd_mle
+    from hcvdyn.estimate.likelihood import raw_errors, residual_sd_mle
 
     rng = np.random.default_rng(4)
     e = 0.25 * rng.standard_normal(300)
@@ -64,7 +66,7 @@ def test_residual_sd_mle_against_closed_form_and_direct_likelihood():
     # the standardized M3 residuals are inverted exactly, whichever tail the censored ones are in
     pred = jnp.array([1.0, 1.2, 0.5, 3.0, 1.17, -5.0])
     y, cens, lloq = jnp.array([1.1, 1.2, 1.2, 1.2, 1.2, 1.2]), jnp.array([False, True, True, True, True, True]), jnp.full(6, 1.2)
-    obs, cen = _raw_errors(np.asarray(m3_residuals(pred, y, cens, lloq, 0.2)), np.asarray(cens), 0.2)
+    obs, cen = raw_errors(np.asarray(m3_residuals(pred, y, cens, lloq, 0.2)), np.asarray(cens), 0.2)
     assert obs == pytest.approx([0.1]) and cen == pytest.approx(np.asarray(lloq - pred)[1:], rel=1e-9)
     with pytest.raises(ValueError, match="5 observed samples cannot inform it beside 5"):
         residual_sd_mle(e[:5], n_par=5)
@@ -78,7 +80,8 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     from scipy.optimize import brentq
     from scipy.stats import norm
 
-    from hcvdyn.fit import _least_squares, profile_curve, profile_grid, profile_interval
+    from hcvdyn.estimate.optimize import minimize_least_squares
+    from hcvdyn.estimate.profile import profile_curve, profile_grid, profile_interval
 
     rng = np.random.default_rng(7)
     x, sigma = np.linspace(0, 10, 12), 0.3
@@ -95,7 +98,7 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
         pars = lmfit.Parameters()
         pars.add("a", value=start[0], min=-100, max=100)
         pars.add("b", value=start[1], min=-100, max=100)
-        return residual, jacobian, _least_squares(residual, jacobian, pars, 200)
+        return residual, jacobian, minimize_least_squares(residual, jacobian, pars, 200)
 
     y = 1.0 + 0.5 * x + sigma * rng.standard_normal(x.size)
     res, jac, best = problem(lambda a, b: a + b * x, lambda a, b: (np.ones_like(x), x), y, (0.0, 0.0))
@@ -226,7 +229,7 @@ def test_padding_does_not_change_a_fit():
     start = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
     a = fit_patient(MODEL, short, FREE, start)
     assert a.residuals.shape == (9,) and a.n_obs == 9
-    from hcvdyn import fit as fit_module
+    from hcvdyn.estimate import fit as fit_module
 
     old = fit_module.PAD_TO
     try:
@@ -268,8 +271,9 @@ def test_bad_fit_input(kwargs, match):
 
 
 # ---- whole-trial fits ------------------------------------------------------------------------------
-from hcvdyn.data import Dataset  # noqa: E402
-from hcvdyn.fit import build_trial_problem, fit_trial  # noqa: E402
+from hcvdyn.estimate.data import Dataset
+from hcvdyn.estimate.problem import build_trial_problem
+from hcvdyn.estimate.fit import fit_trial
 
 AGI = hcvdyn.get_model("agi_constant")
 ARM_EFFECTS = {"triple": dict(eps=0.9, rho=0.4, phi=0.5), "control": dict(eps=0.9, rho=0.4, phi=0.0)}
@@ -361,9 +365,10 @@ def test_trial_fit_bad_input(trial_data):
 # ---- the bundled synthetic trial -----------------------------------------------------------------
 import re  # noqa: E402
 
-from hcvdyn.data import read_viral_loads  # noqa: E402
-from hcvdyn.io import load_fit_spec, load_toml  # noqa: E402
-from hcvdyn.trial import generate_synthetic_trial  # noqa: E402
+from hcvdyn.estimate.data import read_viral_loads
+from hcvdyn.estimate.fitspec import load_fit_spec
+from hcvdyn.files import load_toml
+from hcvdyn.estimate.synthetic import generate_synthetic_trial
 
 SPEC = str(ROOT / "fits/phase2_synthetic.toml")
 TRUTH_FILE = str(ROOT / "fits/phase2_synthetic_truth.toml")
@@ -455,7 +460,7 @@ def test_pkpd_patient_fit_with_regimens():
         lo, hi = fit.interval(k)
         assert lo <= v <= hi, (k, fit.params[k], lo, hi)
     # the same doses as NONMEM dose rows (data file's dose records instead of regimens): the same fit
-    from hcvdyn.dosing import DoseRecord
+    from hcvdyn.model.dosing import DoseRecord
 
     records = tuple(DoseRecord(r.drug, tuple(r._scheduled_times()), (1.5 * 70 if r.unit == "ug/kg" else r.dose,) * r._scheduled_times().size)
                     for r in regs)

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from hcvdyn.io import list_parameter_sets, load_parameter_set, load_trial, write_results
+from hcvdyn.files import list_parameter_sets
+from hcvdyn.model.library import load_parameter_set
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.results.writers import write_results
 
 
 def test_bundled_parameter_sets_load_and_keep_their_sources():
     names = list_parameter_sets()
     assert {"neumann1998_5MU", "neumann1998_10MU", "neumann1998_15MU", "g1_nonresponder", "celgosivir_phase2"} <= set(names)
     for name in names:
-        from hcvdyn.io import find_model_file, load_toml
+        from hcvdyn.files import find_model_file, load_toml
 
         if "model" not in load_toml(find_model_file(name)):  # trial, population and scenario files
             continue
@@ -137,7 +140,7 @@ eps = ["a"]
     ],
 )
 def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
-    from hcvdyn.io import load_fit_spec
+    from hcvdyn.estimate.fitspec import load_fit_spec
 
     (tmp_path / "d.csv").write_text("id,time_days,log10_vl\nx,0,6\n")
     path = write(tmp_path, FIT_SPEC.format(extra=extra), name="spec.toml")
@@ -147,7 +150,7 @@ def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
 
 
 def test_bundled_fit_spec_loads():
-    from hcvdyn.io import load_fit_spec
+    from hcvdyn.estimate.fitspec import load_fit_spec
 
     spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/phase2_synthetic.toml")
     assert spec.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
@@ -156,7 +159,7 @@ def test_bundled_fit_spec_loads():
 
 def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
     """A PK-mode model needs the arms' regimens, or a [dose_cmt] table that doses each patient from its data."""
-    from hcvdyn.io import load_fit_spec
+    from hcvdyn.estimate.fitspec import load_fit_spec
 
     (tmp_path / "d.csv").write_text("ID,TIME,DV,EVID,AMT,CMT,ADDL,II\n1,0,,1,500,2,3,0.5\n1,0,6.1,0,,,,\n1,1,5.9,0,,,,\n")
     text = 'data = "d.csv"\nmodel = "pkpd3"\n[free]\nindividual = ["log10_V0"]\n'

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import hcvdyn
-from hcvdyn.models import MODELS, HCVModel, get_model
+from hcvdyn.model.catalog import MODELS, get_model
+from hcvdyn.model.hcv import HCVModel
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

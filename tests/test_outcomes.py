@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hcvdyn.outcomes import OutcomeDefinitions, classify, cure_day, patient_outcomes, roc_auc
+from hcvdyn.analysis.outcomes import OutcomeDefinitions, classify, cure_day, patient_outcomes, roc_auc
 
 DEFS = OutcomeDefinitions(lloq_iu_ml=15.0)
 LQ = math.log10(15.0)

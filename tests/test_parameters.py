@@ -2,7 +2,7 @@
 
 import pytest
 
-from hcvdyn.parameters import Param, ParamTable, check_values
+from hcvdyn.model.parameters import Param, ParamTable, check_values
 
 
 def row(**kw):

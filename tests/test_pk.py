@@ -9,8 +9,8 @@ import pytest
 from scipy.integrate import quad
 
 import hcvdyn
-from hcvdyn import pk
-from hcvdyn.drugs import DRUGS
+from hcvdyn.model import pk
+from hcvdyn.model.drugs import DRUGS
 
 
 def conc_fn(drug, params, times, amounts):

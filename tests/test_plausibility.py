@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hcvdyn.plausibility import Limits, format_flags, red_flags
-from hcvdyn.trial import ArmResult, VirtualTrial
+from hcvdyn.analysis.plausibility import format_flags, red_flags
+from hcvdyn.analysis.virtual_trial import ArmResult, VirtualTrial
 
 
 class _Pop:

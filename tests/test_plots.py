@@ -6,9 +6,10 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from hcvdyn.io import load_trial  # noqa: E402
-from hcvdyn.plots import plot_arms, save_figure  # noqa: E402
-from hcvdyn.trial import simulate_arms  # noqa: E402
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.results.plots import plot_arms
+from hcvdyn.results.plotstyle import save_figure
+from hcvdyn.analysis.arms import simulate_arms
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,8 @@ import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from hcvdyn import plots  # noqa: E402
-from hcvdyn.data import PatientData  # noqa: E402
+from hcvdyn.results import plots  # noqa: E402
+from hcvdyn.estimate.data import PatientData
 
 VL = r"HCV RNA (log$_{10}$ IU/mL)"
 
@@ -113,8 +114,8 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     assert "celgosivir\nconcentration (mg/L)" in ylabels and ylabels.count("effect (fraction, 0-1)") == 3
     assert all(ax.get_xlabel() == "time (days)" for ax in fig.axes[-2:])
 
-    from hcvdyn.models import get_model
-    from hcvdyn.synergy import interaction_surface
+    from hcvdyn.model.catalog import get_model
+    from hcvdyn.analysis.synergy import interaction_surface
 
     x, surf, bliss = interaction_surface(get_model("agi_constant"), {}, 2.0, n=21)
     fig = plots.plot_synergy(x, surf, bliss, 2.0, (1.0, 3.0), ("ribavirin", "celgosivir"), point=(1.0, 1.0))
@@ -154,8 +155,8 @@ def _disjoint(boxes) -> bool:
 
 @pytest.mark.parametrize("psi", [0.1, 0.37, 2.0, -1.0])
 def test_synergy_colour_scale_follows_the_data_and_isobole_labels_are_upright_and_apart(psi):
-    from hcvdyn.models import get_model
-    from hcvdyn.synergy import interaction_surface
+    from hcvdyn.model.catalog import get_model
+    from hcvdyn.analysis.synergy import interaction_surface
 
     x, surf, bliss = interaction_surface(get_model("agi_constant"), {"rho": 0.5, "phi": 0.5}, psi)
     fig = plots.plot_synergy(x, surf, bliss, psi, (psi - 0.5, psi + 0.5), ("ribavirin", "celgosivir"), point=(1.0, 1.0))

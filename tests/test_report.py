@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hcvdyn.cli import main
-from hcvdyn.report import FIGURES, read_csv
+from hcvdyn.results.figures import FIGURES
+from hcvdyn.results.writers import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def test_report_numbers_equal_the_result_files(report):
 
 def test_report_outcomes_follow_the_data(report):
     """Observed rates in arms.csv recomputed here from the data file; VPC percentiles from the data."""
-    from hcvdyn.data import read_viral_loads
+    from hcvdyn.estimate.data import read_viral_loads
 
     data = read_viral_loads(ROOT / "fits/phase2_synthetic.csv")
     arms = {r["arm"]: r for r in read_csv(report / "arms.csv")}

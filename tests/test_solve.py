@@ -9,7 +9,7 @@ import pytest
 
 import hcvdyn
 from hcvdyn import Regimen, SolverOptions, get_model
-from hcvdyn.solve import log10_load
+from hcvdyn.solve.adaptive import log10_load
 
 TIGHT = SolverOptions(rtol=1e-11, atol=1e-11)
 
@@ -232,7 +232,7 @@ def test_batch_bad_input_names_patient_and_parameter():
 
 def test_proliferation_gives_a_triphasic_decline():
     """Dahari et al. 2007: with r > delta a shoulder separates the first phase from a steeper final phase."""
-    from hcvdyn.io import load_parameter_set
+    from hcvdyn.model.library import load_parameter_set
 
     pset = load_parameter_set("dahari2007_triphasic")
     t = np.linspace(0.0, 56.0, 225)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hcvdyn.cli import main
-from hcvdyn.sse import summarize, wilson_interval
+from hcvdyn.estimate.sse import summarize, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "fits/phase2_synthetic.toml"
@@ -64,11 +64,11 @@ def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
         assert np.all(np.abs(est - true) < 4 * se)
         assert float(summary[name]["mean"]) == pytest.approx(est.mean(), rel=1e-6)
     # replicate 1 is the trial generate_synthetic_trial makes with seed 3
-    from hcvdyn.data import read_viral_loads
-    from hcvdyn.fit import fit_trial
-    from hcvdyn.io import load_fit_spec
-    from hcvdyn.solve import SolverOptions
-    from hcvdyn.trial import generate_synthetic_trial
+    from hcvdyn.estimate.data import read_viral_loads
+    from hcvdyn.estimate.fit import fit_trial
+    from hcvdyn.estimate.fitspec import load_fit_spec
+    from hcvdyn.solve.options import SolverOptions
+    from hcvdyn.estimate.synthetic import generate_synthetic_trial
 
     generate_synthetic_trial(TRUTH, tmp_path / "r.csv", seed=3)
     spec, data = load_fit_spec(spec_file), read_viral_loads(tmp_path / "r.csv")

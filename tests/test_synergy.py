@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hcvdyn.models import get_model
-from hcvdyn.synergy import estimate_synergy, interaction_surface, loewe_index, verdict
+from hcvdyn.model.catalog import get_model
+from hcvdyn.analysis.synergy import estimate_synergy, interaction_surface, loewe_index, verdict
 
 M = get_model("agi_constant")
 FITS = Path(__file__).resolve().parents[1] / "fits"
@@ -69,8 +69,8 @@ def test_interaction_surface_is_bliss_at_zero():
 @pytest.mark.slow
 def test_synergy_recovered_from_a_synthetic_trial(tmp_path):
     """Data simulated with psi = 3 (synergy): the fit finds psi > 0 and its interval covers 3."""
-    from hcvdyn.data import read_viral_loads
-    from hcvdyn.trial import generate_synthetic_trial
+    from hcvdyn.estimate.data import read_viral_loads
+    from hcvdyn.estimate.synthetic import generate_synthetic_trial
 
     truth = (FITS / "phase2_synthetic_truth.toml").read_text().replace("t0 = 0.35", "t0 = 0.35\npsi = 3.0", 1)
     truth = truth.replace("n = 36", "n = 60").replace("seed = 20261125", "seed = 11")

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from hcvdyn.io import load_trial
-from hcvdyn.models import get_model
-from hcvdyn.solve import SolverOptions, grid_doses, population_solver, scheduled_doses, simulate
-from hcvdyn.trial import load_population, load_scenarios, run_scenarios, run_virtual_trial, simulate_arm_patients
+from hcvdyn.model.trial_design import load_trial
+from hcvdyn.solve.options import SolverOptions
+from hcvdyn.solve.grid import grid_doses, population_solver, scheduled_doses
+from hcvdyn.solve.adaptive import simulate
+from hcvdyn.analysis.population import load_population
+from hcvdyn.analysis.scenarios import load_scenarios, run_scenarios
+from hcvdyn.analysis.virtual_trial import simulate_arm_patients
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def test_missed_doses_change_the_exposure_and_per_kg_dosing_is_weight_free(spec,
 
 
 def test_off_grid_doses_are_refused(spec):
-    from hcvdyn.dosing import Regimen
+    from hcvdyn.model.dosing import Regimen
 
     with pytest.raises(ValueError, match="not on the solver grid"):
         grid_doses([Regimen("celgosivir", 400.0, "mg", 1.0, start_day=0.01)], ["celgosivir"], 10, 16, np.full(1, 70.0))

@@ -8,19 +8,14 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from .dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict  # noqa: E402
-from .drugs import DRUGS, Drug, get_drug  # noqa: E402
-from .models import MODELS, HCVModel, get_model  # noqa: E402
-from .parameters import Param, ParamTable  # noqa: E402
-from .solve import (  # noqa: E402
-    SolverOptions,
-    Trajectory,
-    log10_load,
-    simulate,
-    simulate_batch,
-    simulate_scipy,
-    solve_log_states,
-)
+from hcvdyn.model.catalog import MODELS, get_model
+from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict
+from hcvdyn.model.drugs import DRUGS, Drug, get_drug
+from hcvdyn.model.hcv import HCVModel
+from hcvdyn.model.parameters import Param, ParamTable
+from hcvdyn.solve.adaptive import log10_load, simulate, simulate_batch, solve_log_states
+from hcvdyn.solve.options import SolverOptions, Trajectory
+from hcvdyn.solve.reference import simulate_scipy
 
 __version__ = "0.1.0"
 

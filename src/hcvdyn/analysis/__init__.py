@@ -1,0 +1,2 @@
+"""Analysis layer: response outcomes and predictions, typical-patient arms, virtual populations, virtual
+trials and scenarios, synergy, calibration against reported summaries, plausibility checks."""

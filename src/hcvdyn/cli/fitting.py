@@ -1,0 +1,110 @@
+"""``hcvdyn fit``, ``figures``, ``sse`` and ``report``: fit a specification, redraw figures from a results folder,
+recovery studies and the full report.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hcvdyn.cli.common import results_folder
+
+
+def cmd_fit(args) -> int:
+    import numpy as np
+
+    from hcvdyn.estimate.diagnostics import prediction_bands
+    from hcvdyn.estimate.fit import fit_trial
+    from hcvdyn.estimate.fitspec import load_fit_spec
+    from hcvdyn.estimate.profile import wald_interval
+    from hcvdyn.results.tables import fit_curves_rows, fit_tables
+    from hcvdyn.results.writers import rows_csv, write_results
+
+    spec = load_fit_spec(args.spec)
+    out = results_folder(args, spec.name)
+    data = spec.read_data()
+    regs, kw = spec.regimens_for(data), spec.fit_options()
+    print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
+    fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params,
+                    profile=tuple(n for n in (args.profile or "").split(",") if n), **kw)
+    rows, meta = fit_tables(spec, data, fit)
+    last = max(p.t_days[-1] for p in data)
+    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), spec.weight_kg, kw["options"])
+    write_results(
+        out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands))},
+        force=args.force,
+    )
+    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv); figures: hcvdyn figures {out}")
+    for r in rows:
+        if r["kind"] == "individual":
+            continue
+        prof = f"; profile [{r['profile95_low']:.4f}, {r['profile95_high']:.4f}]" if r["name"] in fit.profile else ""
+        unit = "" if r["unit"] == "1" else f" {r['unit']}"
+        print(f"  {r['name']:14s} {r['value']:.4f}{unit}  Wald 95% [{r['wald95_low']:.4f}, {r['wald95_high']:.4f}]{prof}")
+    if fit.sigma_estimated:
+        lo, hi = wald_interval(fit.sigma, fit.sigma_se)
+        print(f"  {'residual SD':14s} {fit.sigma:.4f} log10 IU/mL  Wald 95% [{lo:.4f}, {hi:.4f}]")
+    if not fit.success:
+        print(f"hcvdyn: warning: the fit did not converge: {fit.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+
+def cmd_figures(args) -> int:
+    from hcvdyn.results.figures import figures_from_folder
+
+    formats = tuple(f for f in args.formats.split(",") if f)
+    bad = [f for f in formats if f not in ("pdf", "svg", "png")]
+    if bad or not formats:
+        raise ValueError(f"--formats {args.formats!r}: choose from pdf, svg, png (comma-separated)")
+    paths = figures_from_folder(args.folder, formats)
+    names = sorted({p.stem for p in paths})
+    print(f"wrote {len(names)} figures to {Path(args.folder) / 'figures'}/ ({', '.join(formats)}): {', '.join(names)}")
+    return 0
+
+
+
+def cmd_sse(args) -> int:
+    from hcvdyn.estimate.fitspec import load_fit_spec
+    from hcvdyn.estimate.sse import recovery_study
+    from hcvdyn.files import file_sha256
+    from hcvdyn.results.writers import rows_csv, write_results
+    from hcvdyn.version import __version__
+
+    spec = load_fit_spec(args.spec)
+    truth = args.truth or spec.report.get("truth")
+    if not truth:
+        raise ValueError(f"{args.spec}: no truth file: give --truth or a [report] truth entry")
+    if not Path(truth).is_file():
+        raise FileNotFoundError(f"truth file {truth}: no such file")
+    out = results_folder(args, f"sse_{spec.name}")
+    study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress)
+    meta = {
+        "hcvdyn_version": __version__, "command": "sse",
+        "spec": {"path": spec.path, "sha256": file_sha256(spec.path)}, "truth": {"path": str(truth), "sha256": file_sha256(truth)},
+        "model": spec.model.name, "options": {"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds),
+                                              "level": study.level, "profile": args.profile},
+        "truth_values": study.truth, "summary": list(study.summary),
+    }
+    write_results(out, {"replicates.csv": rows_csv(list(study.rows)), "summary.csv": rows_csv(list(study.summary)),
+                        "result.json": meta}, force=args.force)
+    print(f"wrote {out}/ (replicates.csv, summary.csv, result.json)")
+    for r in study.summary:
+        cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
+        if "profile_coverage" in r:
+            cov += f", profile {100 * r['profile_coverage']:.0f}%"
+        print(f"  {r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', float('nan')):.4g}  bias {r.get('bias', float('nan')):+.4f}  "
+              f"SD {r.get('empirical_sd', float('nan')):.4f}  mean SE {r.get('mean_se', float('nan')):.4f}  {cov}  "
+              f"({r['n_converged']}/{r['n_replicates']} converged)")
+    return 0
+
+
+
+def cmd_report(args) -> int:
+    from hcvdyn.results.report import make_report
+
+    out = make_report(args.spec, args.out, force=args.force, n_vpc=args.n_vpc, n_virtual=args.n_virtual, seed=args.seed,
+                      progress=not args.no_progress)
+    print(f"wrote {out}/report.md with its result files and figures/")
+    return 0

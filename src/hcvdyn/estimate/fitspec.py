@@ -1,0 +1,172 @@
+"""Fit specifications (``fits/NAME.toml``; docs/fitting.md): data file, model, free parameters (individual,
+shared, per arm), bounds, options and the report's inputs, validated once with errors that name the file and key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from hcvdyn.files import check_keys, find_model_file, load_toml, require
+from hcvdyn.model.catalog import get_model
+from hcvdyn.model.dosing import Regimen
+from hcvdyn.model.drugs import get_drug
+from hcvdyn.model.hcv import HCVModel
+from hcvdyn.model.parameters import check_values
+from hcvdyn.model.trial_design import load_trial
+
+__all__ = ["FitSpec", "load_fit_spec"]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """A whole-trial fit specification (``fits/NAME.toml``); see docs/fitting.md."""
+
+    name: str
+    path: str
+    data_path: str
+    model: HCVModel
+    params: Mapping[str, float]
+    individual: tuple[str, ...]
+    shared: Mapping[str, tuple[str, ...]]
+    per_arm: Mapping[str, tuple[str, ...]]
+    outside: Mapping[str, float]
+    regimens_by_arm: Mapping[str, tuple[Regimen, ...]]
+    sigma: float
+    atol: float
+    max_nfev: int
+    weight_kg: float
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    report: Mapping[str, str] = field(default_factory=dict)  # pk_trial, scenarios, truth (``hcvdyn report``)
+    n_starts: int = 1  # fit_trial's starts (the first from [parameters], the rest drawn with ``seed``)
+    seed: int = 0
+    dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
+    estimate_sigma: bool = False  # [options] estimate_residual_sd: residual_sd is then the starting value
+
+    def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
+        """The arms' regimens for :func:`hcvdyn.fit.fit_trial`; no doses in any arm for a constant-mode model."""
+        return self.regimens_by_arm or {a: () for a in data.arms}
+
+    def fit_options(self) -> dict:
+        """The keyword options of :func:`hcvdyn.fit.fit_trial` that this specification sets."""
+        from hcvdyn.solve.options import SolverOptions
+
+        return dict(sigma=self.sigma, weight_kg=self.weight_kg, options=SolverOptions(atol=self.atol), max_nfev=self.max_nfev,
+                    outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed, estimate_sigma=self.estimate_sigma)
+
+    def read_data(self):
+        """The specification's data file (:func:`hcvdyn.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
+        from hcvdyn.estimate.data import read_viral_loads
+
+        return read_viral_loads(self.data_path, dose_cmt=self.dose_cmt or None)
+
+
+
+REPORT_KEYS = {"pk_trial": "a trial file whose regimens the PK/efficacy figure shows",
+               "scenarios": "a scenario file run as the report's what-if comparison",
+               "truth": "the truth file of synthetic data (true values drawn in the forest plot)"}
+
+
+
+def _report_options(doc: Mapping, path: Path, where: str) -> dict[str, str]:
+    rep = dict(doc.get("report", {}))
+    check_keys(rep, set(REPORT_KEYS), f"{where}: [report]")
+    out = {}
+    for k, v in rep.items():
+        if not isinstance(v, str):
+            raise ValueError(f"{where}: [report] {k} must be a name or path ({REPORT_KEYS[k]}), got {v!r}")
+        if k == "truth":
+            f = path.parent / v
+            if not f.is_file():
+                raise ValueError(f"{where}: [report] truth file {str(f)!r} not found")
+            out[k] = str(f)
+        else:
+            try:
+                out[k] = str(find_model_file(v))
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"{where}: [report] {k}: {e}") from None
+    return out
+
+
+
+def load_fit_spec(path: str | os.PathLike) -> FitSpec:
+    """Read and validate a fit specification; errors name the file and the key."""
+    path = Path(path)
+    doc = load_toml(path)
+    where = str(path)
+    check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report",
+                      "dose_cmt"}, where)
+    data_path = path.parent / require(doc, "data", str, where)
+    if not data_path.is_file():
+        raise ValueError(f"{where}: data file {str(data_path)!r} not found")
+    try:
+        model = get_model(require(doc, "model", str, where))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    params = dict(doc.get("parameters", {}))
+    check_values(model.params, params, where=f"{where}: [parameters]")
+    free = require(doc, "free", dict, where)
+    check_keys(free, {"individual", "shared", "per_arm"}, f"{where}: [free]")
+    individual = tuple(free.get("individual", []))
+    shared = {k: tuple(v) for k, v in free.get("shared", {}).items()}
+    per_arm = {k: tuple(v) for k, v in free.get("per_arm", {}).items()}
+    for k in (*individual, *shared, *per_arm):
+        if k not in model.params:
+            check_values(model.params, {k: 0.0}, where=f"{where}: [free]")
+    outside = dict(doc.get("outside", {}))
+    check_values(model.params, outside, where=f"{where}: [outside]")
+    bounds = {}
+    for k, b in doc.get("bounds", {}).items():
+        bwhere = f"{where}: [bounds] {k}"
+        if k not in (*individual, *shared, *per_arm):
+            raise ValueError(f"{bwhere}: {k!r} is not a free parameter")
+        if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b)):
+            raise ValueError(f"{bwhere}: write [lower, upper], got {b!r}")
+        p = model.params[k]
+        lo, hi = float(b[0]), float(b[1])
+        if not (p.lower <= lo < hi <= p.upper):
+            raise ValueError(f"{bwhere}: [{lo}, {hi}] must satisfy {p.lower} <= lower < upper <= {p.upper} ({p.unit})")
+        start = params.get(k, p.default)
+        if not lo <= start <= hi:
+            raise ValueError(f"{bwhere}: start {start} outside [{lo}, {hi}]")
+        bounds[k] = (lo, hi)
+    dose_cmt = {}
+    for k, v in dict(doc.get("dose_cmt", {})).items():
+        if not (k.isdigit() and isinstance(v, str)):
+            raise ValueError(f"{where}: [dose_cmt] write compartment number = \"drug\", got {k} = {v!r}")
+        try:
+            dose_cmt[int(k)] = get_drug(v).name
+        except ValueError as e:
+            raise ValueError(f"{where}: [dose_cmt] {k}: {e}") from None
+        if dose_cmt[int(k)] not in model.pk_drugs:
+            raise ValueError(f"{where}: [dose_cmt] {k}: model {model.name} has no PK-mode drug {dose_cmt[int(k)]!r} (it has {model.pk_drugs})")
+    regimens: dict[str, tuple[Regimen, ...]] = {}
+    if "trial" in doc:
+        trial = load_trial(doc["trial"])
+        if trial.parameter_set.model != model and model.pk_drugs != trial.parameter_set.model.pk_drugs:
+            raise ValueError(f"{where}: trial {trial.name!r} doses drugs {trial.parameter_set.model.pk_drugs}, model {model.name} has {model.pk_drugs}")
+        regimens = dict(trial.arms)
+    elif model.pk_drugs and not dose_cmt:
+        raise ValueError(f"{where}: model {model.name} has PK-mode drugs {model.pk_drugs}: give a trial = \"...\" with the arms' regimens, "
+                         "or a [dose_cmt] table to read the doses from the data's dose rows")
+    opts = dict(doc.get("options", {}))
+    check_keys(opts, {"residual_sd", "estimate_residual_sd", "atol", "max_nfev", "weight_kg", "n_starts", "seed"}, f"{where}: [options]")
+    estimate_sigma = opts.get("estimate_residual_sd", False)
+    if not isinstance(estimate_sigma, bool):
+        raise ValueError(f"{where}: [options] estimate_residual_sd = {estimate_sigma!r} must be true or false")
+    sigma = float(opts.get("residual_sd", 0.2))
+    if not sigma > 0:
+        raise ValueError(f"{where}: [options] residual_sd = {sigma} must be > 0 (log10 IU/mL)")
+    for k, least in (("n_starts", 1), ("seed", 0), ("max_nfev", 1)):
+        v = opts.get(k, least)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
+            raise ValueError(f"{where}: [options] {k} = {v!r} must be an integer >= {least}")
+    return FitSpec(
+        name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
+        individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
+        sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
+        weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds, report=_report_options(doc, path, where),
+        n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0), dose_cmt=dose_cmt, estimate_sigma=estimate_sigma,
+    )

@@ -1,0 +1,97 @@
+"""The optimiser around every fit: bounds checked once, seeded multi-start draws, patients padded to shared
+shapes, the best of several lmfit least-squares runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from hcvdyn.model.hcv import HCVModel
+
+__all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares"]
+
+
+def check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
+    """Validated narrowed bounds: only for free parameters, inside the declared range, containing the start."""
+    bounds = dict(bounds or {})
+    for k, (lo, hi) in bounds.items():
+        if k not in free:
+            raise ValueError(f"{where}: bounds given for {k!r}, which is not free")
+        p = model.params[k]
+        if not (p.lower <= lo < hi <= p.upper):
+            raise ValueError(f"{where}: bounds [{lo}, {hi}] of {k!r} must satisfy {p.lower} <= lower < upper <= {p.upper}")
+        if not (lo <= starts[k] <= hi):
+            raise ValueError(f"{where}: start {starts[k]} of {k!r} outside its bounds [{lo}, {hi}]")
+    return bounds
+
+
+
+def draw_start(p, first: float, lo: float, hi: float, rng) -> float:
+    """One start within [lo, hi]: log-uniform over first/10..first*10 (log-scale), else first +/- a quarter of the range."""
+    if p.scale == "log":
+        lo, hi = max(lo, first / 10), min(hi, first * 10)
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    width = 0.25 * (hi - lo)
+    return float(np.clip(first + rng.uniform(-width, width), lo, hi))
+
+
+
+def draw_starts(model: HCVModel, free: Sequence[str], first: Mapping[str, float], n: int, seed: int,
+            bounds: Mapping[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """First row = ``first``; the rest drawn within each parameter's bounds (see :func:`draw_start`)."""
+    rng = np.random.default_rng(seed)
+    bounds = bounds or {}
+    rows = [[first[k] for k in free]]
+    for _ in range(n - 1):
+        rows.append([draw_start(model.params[k], first[k], *bounds.get(k, (model.params[k].lower, model.params[k].upper)), rng)
+                     for k in free])
+    return np.array(rows)
+
+
+
+def pad_patients(dataset, multiple: int = 1):
+    """(t, y, censored, lloq, mask) arrays, shape (n_patients, n): padded samples are masked out."""
+    n = max(p.n_obs for p in dataset)
+    n = -(-n // multiple) * multiple
+    t, y, c, lq, mask = (np.zeros((len(dataset), n)) for _ in range(5))
+    for i, p in enumerate(dataset):
+        k = p.n_obs
+        t[i, :k], y[i, :k], c[i, :k], lq[i, :k], mask[i, :k] = p.t_days, p.log10_vl, p.censored, p.lloq_log10, 1
+        t[i, k:] = p.t_days[-1] + np.arange(1, n - k + 1)  # strictly increasing, masked out
+    return t, y, c.astype(bool), lq, mask.astype(bool)
+
+
+
+def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
+    """Fit from each start (lmfit Parameters), then ``polish`` it if given; (best result, -2 log L per start).
+
+    A start whose residuals turn non-finite (a failed solve) scores inf; RuntimeError when every start fails.
+    """
+    best, objectives, last_error = None, [], ""
+    for start in starts:
+        try:
+            out = minimize_least_squares(residual, jacobian, start, max_nfev)
+        except ValueError as e:
+            objectives.append(math.inf)
+            last_error = str(e)
+            continue
+        if polish is not None:
+            out = polish(out)
+        objectives.append(float(out.chisqr))
+        if best is None or out.chisqr < best.chisqr:
+            best = out
+    if best is None:
+        raise RuntimeError(f"{where}: every start failed ({last_error})")
+    return best, objectives
+
+
+
+def minimize_least_squares(residual, jacobian, pars, max_nfev):
+    """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it."""
+    import lmfit
+
+    mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
+    return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)

@@ -1,0 +1,125 @@
+"""Intervals: Wald intervals on the parameter's declared scale, and profile-likelihood intervals and curves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hcvdyn.estimate.optimize import minimize_least_squares
+from hcvdyn.model.parameters import Param
+
+__all__ = ["wald_interval", "profile_interval", "profile_curve", "profile_grid"]
+
+
+def wald_interval(value: float, se: float, level: float = 0.95, param: Param | None = None) -> tuple[float, float]:
+    """Wald interval at ``level``: value -/+ z se, with z the normal quantile; on the parameter's scale when ``param`` is given.
+
+    With ``param`` (its declared row) the interval is computed on :attr:`Param.interval_scale` and transformed
+    back: log-scale parameters exp(ln x -/+ z se / x), fractions in [0, 1] expit(logit x -/+ z se / (x (1 - x)))
+    (the delta-method SE on that scale), so neither leaves (0, inf) or (0, 1); others x -/+ z se. The limits are
+    then held to the declared bounds (a limit at a bound: the interval is open there, as for
+    :func:`profile_interval`). A fraction estimated at 0 or 1 gets the linear interval, held to the bounds.
+    Without ``param``: x -/+ z se. Returns Python floats.
+    """
+    from scipy.special import expit, logit
+    from scipy.stats import norm
+
+    q, value, se = float(norm.ppf(0.5 + level / 2)), float(value), float(se)
+    scale = param.interval_scale if param is not None else "linear"
+    with np.errstate(over="ignore"):
+        if scale == "log" and value > 0:
+            lims = value * np.exp(np.array([-q, q]) * se / value)
+        elif scale == "logit" and 0 < value < 1:
+            lims = expit(logit(value) + np.array([-q, q]) * se / (value * (1 - value)))
+        else:
+            lims = value + np.array([-q, q]) * se
+    if param is not None:
+        lims = np.clip(lims, param.lower, param.upper)
+    return float(lims[0]), float(lims[1])
+
+
+
+def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, max_nfev: int = 200, max_iter: int = 10,
+                     trace: list | None = None):
+    """Profile-likelihood interval of one parameter of a least-squares M3 problem.
+
+    The parameter is fixed at trial values and the others refitted (warm-started); the signed root
+    s = sign(theta - theta_hat) sqrt(chi2(theta) - chi2_min) is driven to +/- z (z = 1.96 for 95%) by the
+    secant method, starting from the Wald limits. A limit that reaches the parameter's bound before
+    s reaches z is reported as that bound (the interval is open there).
+    """
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + level / 2)
+    p_hat = best.params[name]
+    theta_hat, chi_min = p_hat.value, best.chisqr
+    se = p_hat.stderr if p_hat.stderr and np.isfinite(p_hat.stderr) else 0.1 * max(abs(theta_hat), 1e-3)
+    lo_b, hi_b = p_hat.min, p_hat.max
+
+    def signed_root(theta, start):
+        out = _profile_point(residual, jacobian, start, name, theta, max_nfev)
+        if trace is not None:
+            trace.append((float(theta), float(max(out.chisqr - chi_min, 0.0))))
+        return math.copysign(math.sqrt(max(out.chisqr - chi_min, 0.0)), theta - theta_hat), out.params
+
+    limits = []
+    for sign in (-1.0, 1.0):
+        bound = lo_b if sign < 0 else hi_b
+        prev_t, prev_s, start = theta_hat, 0.0, best.params
+        t = float(np.clip(theta_hat + sign * z * se, lo_b, hi_b))
+        limit = bound
+        for _ in range(max_iter):
+            s, start = signed_root(t, start)
+            if abs(s - sign * z) < 0.01:
+                limit = t
+                break
+            if (t == bound) and sign * s < z:
+                break  # the likelihood never drops by z^2 before the bound: open interval
+            step = (sign * z - s) * (t - prev_t) / (s - prev_s) if s != prev_s else sign * se
+            prev_t, prev_s = t, s
+            t = float(np.clip(t + step, lo_b, hi_b))
+        else:
+            limit = t
+        limits.append(limit)
+    return tuple(limits)
+
+
+
+def _profile_point(residual, jacobian, start, name: str, theta: float, max_nfev: int):
+    """The fit with ``name`` fixed at ``theta`` and the others refitted from ``start`` (lmfit Parameters)."""
+    pars = start.copy()
+    pars[name].set(value=float(theta), vary=False)
+    return minimize_least_squares(residual, jacobian, pars, max_nfev)
+
+
+
+def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 200) -> list[tuple[float, float]]:
+    """(theta, Delta(-2 log L)) of the profile likelihood of ``name`` at each of ``thetas``, sorted by theta.
+
+    At each value the parameter is fixed and the others refitted; values are visited outward from the estimate
+    on each side, each warm-started from its neighbour nearer the estimate. ``best``: the unconstrained fit.
+    A value whose refit fails (non-finite residuals: a solve failed) ends that side: the curve stops there.
+    """
+    theta_hat, chi_min = best.params[name].value, best.chisqr
+    thetas = np.sort(np.asarray(thetas, float))
+    points = []
+    for side in (thetas[thetas < theta_hat][::-1], thetas[thetas >= theta_hat]):
+        start = best.params
+        for t in side:
+            try:
+                out = _profile_point(residual, jacobian, start, name, t, max_nfev)
+            except ValueError:
+                break
+            points.append((float(t), float(max(out.chisqr - chi_min, 0.0))))
+            start = out.params
+    return sorted(points)
+
+
+
+def profile_grid(estimate: float, interval: tuple[float, float], bounds: tuple[float, float], n: int = 15) -> np.ndarray:
+    """``n`` values evenly spaced over ``interval`` widened by a quarter of its width on each side, within ``bounds``."""
+    lo, hi = interval
+    width = hi - lo if math.isfinite(hi - lo) and hi > lo else 0.2 * max(abs(estimate), 1e-3)
+    return np.linspace(max(min(lo, estimate) - width / 4, bounds[0]), min(max(hi, estimate) + width / 4, bounds[1]), n)

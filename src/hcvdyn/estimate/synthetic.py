@@ -1,0 +1,158 @@
+"""Synthetic trials: a documented truth file (``fits/*_truth.toml``), read and validated once, and the trial
+simulated from it (data for recovery tests; never from any patient)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from hcvdyn.files import check_keys, file_sha256, load_toml, require
+from hcvdyn.model.catalog import get_model
+from hcvdyn.model.hcv import HCVModel
+from hcvdyn.model.parameters import check_values
+from hcvdyn.solve.adaptive import simulate
+from hcvdyn.version import __version__
+
+__all__ = ["TruthGroup", "SyntheticTruth", "load_truth", "generate_synthetic_trial"]
+
+GROUP_KEYS = ("n", "log10_V0_mean", "log10_V0_sd", "delta_median", "delta_sd_log")
+
+
+@dataclass(frozen=True)
+class TruthGroup:
+    """One patient group: n patients, log10_V0 ~ N(mean, sd) (log10 IU/mL), delta log-normal (median /day, SD of ln)."""
+
+    n: int
+    log10_V0_mean: float
+    log10_V0_sd: float
+    delta_median: float
+    delta_sd_log: float
+
+
+@dataclass(frozen=True)
+class SyntheticTruth:
+    """The truth behind a synthetic trial: model, design, per-arm drug effects, patient groups, noise, dropouts."""
+
+    path: str
+    model: HCVModel
+    seed: int
+    sample_days: tuple[float, ...]
+    lloq_iu_ml: float
+    sigma: float
+    arms: Mapping[str, Mapping[str, float]]
+    groups: Mapping[str, TruthGroup]
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    n_dropouts: int = 0
+    dropout_after_days: tuple[float, ...] = ()
+    description: str = ""
+
+    def shared_value(self, name: str) -> float | None:
+        """The true value of a parameter shared across arms: the one non-zero value its arms give (a drug absent
+        from an arm is 0 there), else the [fixed] value, else None."""
+        vals = {a[name] for a in self.arms.values() if name in a and a[name] != 0.0}
+        if len(vals) == 1:
+            return vals.pop()
+        return self.fixed.get(name)
+
+    def true_values(self, shared=(), per_arm: Mapping[str, tuple[str, ...]] | None = None) -> dict:
+        """{estimate label: true value} for shared names and per-arm (name, arms), where the truth gives one."""
+        out = {k: v for k in shared if (v := self.shared_value(k)) is not None}
+        for k, in_arms in (per_arm or {}).items():
+            out.update({f"{k}__{a}": self.arms[a][k] for a in in_arms if k in self.arms.get(a, {})})
+        return out
+
+
+def load_truth(path) -> SyntheticTruth:
+    """Read and validate a truth file; every error names the file and the key."""
+    doc = load_toml(path)
+    where = str(path)
+    check_keys(doc, {"description", "model", "seed", "sample_days", "lloq_iu_ml", "sigma", "n_dropouts", "dropout_after_days",
+                     "arms", "groups", "fixed"}, where)
+    try:
+        model = get_model(require(doc, "model", str, where))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    seed = require(doc, "seed", int, where)
+    days = tuple(float(x) for x in require(doc, "sample_days", list, where))
+    if not days or any(b <= a for a, b in zip(days, days[1:])) or days[0] < 0:
+        raise ValueError(f"{where}: sample_days must increase strictly from >= 0: {list(days)}")
+    lloq = float(require(doc, "lloq_iu_ml", (int, float), where))
+    sigma = float(require(doc, "sigma", (int, float), where))
+    if not (lloq > 0 and sigma > 0):
+        raise ValueError(f"{where}: lloq_iu_ml = {lloq} and sigma = {sigma} must be > 0")
+    fixed = {k: float(v) for k, v in doc.get("fixed", {}).items()}
+    check_values(model.params, fixed, where=f"{where}: [fixed]")
+    arms = {}
+    for arm, table in require(doc, "arms", dict, where).items():
+        vals = {k: float(require(table, k, (int, float), f"{where}: [arms.{arm}]")) for k in table}
+        check_values(model.params, vals, where=f"{where}: [arms.{arm}]")
+        arms[arm] = vals
+    if not arms:
+        raise ValueError(f"{where}: no [arms.NAME] tables")
+    groups = {}
+    for name, table in require(doc, "groups", dict, where).items():
+        gw = f"{where}: [groups.{name}]"
+        check_keys(table, set(GROUP_KEYS), gw)
+        g = TruthGroup(*(require(table, k, int if k == "n" else (int, float), gw) for k in GROUP_KEYS))
+        if g.n < 1 or g.log10_V0_sd < 0 or g.delta_median <= 0 or g.delta_sd_log < 0:
+            raise ValueError(f"{gw}: need n >= 1, log10_V0_sd >= 0, delta_median > 0, delta_sd_log >= 0: {g}")
+        groups[name] = g
+    if not groups:
+        raise ValueError(f"{where}: no [groups.NAME] tables")
+    n_total = sum(g.n for g in groups.values())
+    n_drop = doc.get("n_dropouts", 0)
+    if not (isinstance(n_drop, int) and 0 <= n_drop <= n_total):
+        raise ValueError(f"{where}: n_dropouts = {n_drop!r} must be a whole number in [0, {n_total}]")
+    after = tuple(float(x) for x in doc.get("dropout_after_days", []))
+    if n_drop and not after:
+        raise ValueError(f"{where}: n_dropouts = {n_drop} needs dropout_after_days")
+    return SyntheticTruth(str(path), model, seed, days, lloq, sigma, arms, groups, fixed, n_drop, after, doc.get("description", ""))
+
+
+def generate_synthetic_trial(truth, out_csv=None, seed: int | None = None) -> str:
+    """Simulate a synthetic trial from a truth file or :class:`SyntheticTruth` (see ``fits/phase2_synthetic_truth.toml``).
+
+    Patients are drawn per group with log-normal (delta) and normal (log10_V0) variability, randomized
+    to arms, simulated with the arm's drug effects, given N(0, sigma) log10 measurement error, censored
+    below the limit, and a seeded few drop out early. Returns the CSV text (and writes it to ``out_csv``).
+    The first lines say that the data are synthetic and where they came from. ``seed`` replaces the truth
+    file's seed (replicate trials of one design, see :mod:`hcvdyn.estimate.sse`).
+    """
+    tr = truth if isinstance(truth, SyntheticTruth) else load_truth(truth)
+    seed = tr.seed if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    days = np.asarray(tr.sample_days, dtype=float)
+    lloq = math.log10(tr.lloq_iu_ml)
+    arms = list(tr.arms)
+    rows, patients = [], []
+    for gname, g in tr.groups.items():
+        alloc = rng.permutation(np.resize(np.arange(len(arms)), g.n))
+        for j in range(g.n):
+            patients.append((gname, arms[alloc[j]], {
+                "log10_V0": float(g.log10_V0_mean + g.log10_V0_sd * rng.standard_normal()),
+                "delta": float(g.delta_median * math.exp(g.delta_sd_log * rng.standard_normal())),
+            }))
+    drop = set(rng.choice(len(patients), size=tr.n_dropouts, replace=False).tolist())
+    for i, (gname, arm, ind) in enumerate(patients):
+        pid = f"S{i + 1:03d}"
+        f = simulate(tr.model, {**tr.fixed, **tr.arms[arm], **ind}, t_obs=days).log10_vl
+        y = f + tr.sigma * rng.standard_normal(days.size)
+        last = float(rng.choice(tr.dropout_after_days)) if i in drop else days[-1]
+        for t, v in zip(days, y):
+            if t > last:
+                break
+            cens = v < lloq
+            rows.append(f"{pid},{arm},{gname},{t:g},{'' if cens else f'{v:.4f}'},{int(cens)},{tr.lloq_iu_ml:g}")
+    header = [
+        f"# SYNTHETIC DATA - not from any patient. Generated by hcvdyn {__version__} (hcvdyn.generate_synthetic_trial)",
+        f"# from {Path(tr.path).name} (sha256 {file_sha256(tr.path)[:16]}), seed {seed}, model {tr.model.name}.",
+        "id,arm,group,time_days,log10_vl,cens,lloq",
+    ]
+    text = "\n".join(header + rows) + "\n"
+    if out_csv is not None:
+        Path(out_csv).write_text(text)
+    return text
