@@ -129,6 +129,21 @@ def test_simulate_bad_spec_one_line(tmp_path, capsys):
     assert "no file 'no_such_trial'" in capsys.readouterr().err
 
 
+def test_a_numerical_failure_exits_1_with_what_to_try_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from hcvdyn.analysis import arms
+
+    class Failed:
+        ok = np.array([False, True, True])
+
+    monkeypatch.setattr(arms, "simulate_batch", lambda *a, **k: Failed())
+    assert main(["simulate", "celgosivir_phase2", "--typical", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hcvdyn: numerical failure: ") and "arm(s) ['triple']" in err and "max_steps" in err
+    assert err.count("\n") == 0 and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "phase2"

@@ -1,4 +1,5 @@
-"""Files: parameter sets and trial specifications (TOML), and results folders written all-or-nothing.
+"""Files: where declared files are found (bundled in the package, or the user's), TOML reading with checks
+that name the file and key, and file hashes.
 
 A parameter set (``models/NAME.toml``) names a model and gives values, each with its source::
 
@@ -19,11 +20,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
 __all__ = [
+    "bundled_folder",
+    "model_folders",
     "models_dir",
+    "find_fit_spec",
     "find_model_file",
     "list_parameter_sets",
     "load_toml",
@@ -31,31 +36,60 @@ __all__ = [
 ]
 
 
+def bundled_folder(kind: str) -> Path:
+    """The folder of files that ship inside the package: ``"models"`` (parameter sets, trials, populations,
+    scenarios) or ``"fits"`` (fit specifications with their data). In a source checkout these are the
+    repository's top-level folders (linked from ``src/hcvdyn/bundled/``)."""
+    if kind not in ("models", "fits"):
+        raise ValueError(f"bundled_folder: kind = {kind!r} must be 'models' or 'fits'")
+    return Path(str(resources.files("hcvdyn") / "bundled" / kind))
+
+
+def model_folders() -> list[Path]:
+    """Folders searched for ``NAME.toml``, the first match winning: each folder of $HCVDYN_MODELS
+    (separated by the path separator), a ``models/`` folder in the working directory, the bundled sets."""
+    env = os.environ.get("HCVDYN_MODELS", "")
+    folders = [Path(f) for f in env.split(os.pathsep) if f] + [Path.cwd() / "models", bundled_folder("models")]
+    unique = []
+    for f in folders:
+        if f.is_dir() and all(f.resolve() != u.resolve() for u in unique):
+            unique.append(f)
+    return unique
+
+
 def models_dir() -> Path:
-    """The bundled ``models/`` folder: $HCVDYN_MODELS, else the repository's, else ./models."""
-    env = os.environ.get("HCVDYN_MODELS")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "models", Path.cwd() / "models"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    raise FileNotFoundError(f"no models/ folder found; looked in {', '.join(map(str, candidates))}; set HCVDYN_MODELS")
+    """The first folder :func:`model_folders` searches (the bundled one when no other exists)."""
+    return model_folders()[0]
 
 
 def find_model_file(name_or_path: str | os.PathLike) -> Path:
-    """A parameter-set or trial file given by path or by name (``models/NAME.toml``)."""
+    """A parameter-set or trial file given by path or by name (``NAME`` or ``NAME.toml``, see :func:`model_folders`)."""
     p = Path(name_or_path)
     if p.suffix == ".toml" and p.is_file():
         return p
-    candidate = models_dir() / f"{p.stem if p.suffix == '.toml' else p.name}.toml"
-    if candidate.is_file():
-        return candidate
-    raise FileNotFoundError(f"no file {str(name_or_path)!r} and no {candidate}; available: {', '.join(list_parameter_sets())}")
+    stem = p.stem if p.suffix == ".toml" else p.name
+    for folder in model_folders():
+        if (folder / f"{stem}.toml").is_file():
+            return folder / f"{stem}.toml"
+    raise FileNotFoundError(f"no file {str(name_or_path)!r} and no {stem}.toml in {', '.join(map(str, model_folders()))}; "
+                            f"available: {', '.join(list_parameter_sets())}")
+
+
+def find_fit_spec(name_or_path: str | os.PathLike) -> Path:
+    """A fit specification given by path, or by name: ``fits/NAME.toml`` in the working directory, else the bundled one."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    stem = p.stem if p.suffix == ".toml" else p.name
+    for folder in (Path.cwd() / "fits", bundled_folder("fits")):
+        if (folder / f"{stem}.toml").is_file():
+            return folder / f"{stem}.toml"
+    raise FileNotFoundError(f"{name_or_path}: no such fit specification (nor fits/{stem}.toml here or bundled)")
 
 
 def list_parameter_sets() -> list[str]:
-    """Names of the TOML files in models/ (parameter sets, trials, populations, scenarios)."""
-    return sorted(p.stem for p in models_dir().glob("*.toml"))
+    """Names of the TOML files that :func:`find_model_file` can find (parameter sets, trials, populations, scenarios)."""
+    return sorted({p.stem for folder in model_folders() for p in folder.glob("*.toml")})
 
 
 def load_toml(path: str | os.PathLike) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 
 from hcvdyn.model.trial_design import TrialSpec
 from hcvdyn.solve.adaptive import exposure, simulate_batch
-from hcvdyn.solve.options import SolverOptions, Trajectory
+from hcvdyn.solve.options import NumericalError, SolverOptions, Trajectory
 
 __all__ = ["ArmSimulation", "simulate_arms"]
 
@@ -48,7 +48,7 @@ def simulate_arms(spec: TrialSpec, points_per_day: int = 24, options: SolverOpti
     )
     if not np.all(batch.ok):
         bad = [a for a, ok in zip(names, np.atleast_1d(batch.ok)) if not ok]
-        raise RuntimeError(f"the ODE solve failed for arm(s) {bad}; try a larger SolverOptions.max_steps")
+        raise NumericalError(f"the ODE solve failed for arm(s) {bad}; try a larger SolverOptions.max_steps")
     trajectories = {
         a: Trajectory(t, batch.log10_vl[i], batch.log10_vi[i], batch.target_cells[i], batch.infected_cells[i], True, batch.num_steps[i])
         for i, a in enumerate(names)

@@ -27,6 +27,7 @@ import numpy as np
 
 from hcvdyn.model.parameters import from_scale, to_scale
 from hcvdyn.model.trial_design import ArmTarget
+from hcvdyn.solve.options import NumericalError
 
 __all__ = [
     "FIRST_PHASE", "DOUBLE_NO_CHANGE", "targets_of", "Mechanism", "MECHANISMS", "ArmStats", "arm_statistics",
@@ -240,7 +241,7 @@ def laplace_covariance(pop, spec, cal: Calibration, targets=None, h: float = 0.1
             hess[i, j] = hess[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h**2)
     w, v = np.linalg.eigh(hess)
     if np.min(w) <= 0:
-        raise RuntimeError(f"laplace_covariance: the Hessian of -2 log L is not positive definite (eigenvalues {np.round(w, 3)}); the knobs {names} are not all identified")
+        raise NumericalError(f"laplace_covariance: the Hessian of -2 log L is not positive definite (eigenvalues {np.round(w, 3)}); the knobs {names} are not all identified; fix one, or use --no-uncertainty")
     return names, 2.0 * (v / w) @ v.T
 
 

@@ -1,12 +1,15 @@
 """Command line: ``hcvdyn models``, ``simulate``, ``fit``, ``sse``, ``trial``, ``scenario``, ``figures`` and ``report``.
 
-User errors print one line (``hcvdyn: error: ...``) and exit with status 2, without a traceback.
+User errors (bad input, unknown names, existing results folders) print one line (``hcvdyn: error: ...``) and exit
+with status 2; numerical failures (a solve, fit or covariance step) print ``hcvdyn: numerical failure: ...``
+with what to try and exit with status 1. Neither prints a traceback.
 """
 
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from hcvdyn.cli.common import positive_int
@@ -147,9 +150,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"hcvdyn: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # NumericalError and other failures that are not the user's input
+        print(f"hcvdyn: numerical failure: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into a reader that stopped (e.g. head)
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

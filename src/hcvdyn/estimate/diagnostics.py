@@ -35,7 +35,7 @@ from hcvdyn.estimate.fit import TrialFit
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, patient_regimens
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.solve.adaptive import log10_load
-from hcvdyn.solve.options import SolverOptions
+from hcvdyn.solve.options import NumericalError, SolverOptions
 
 __all__ = ["PatientBands", "prediction_bands", "VPC", "vpc"]
 
@@ -211,7 +211,8 @@ def vpc(
             th[bad] = draw(bad)[bad]
             y = np.asarray(f(jnp.asarray(th), fixed, doses, times))
         else:
-            raise RuntimeError("vpc: simulated patients keep failing; the fitted population has no chronic steady state")
+            raise NumericalError("vpc: simulated patients keep failing; the fitted population has no chronic steady state; "
+                                 "check the fit's estimates (hcvdyn fit) before the VPC")
         y = y + fit.sigma * rng.standard_normal((len(pats), times.size))
         sims[r] = np.maximum(y, lloq[:, None])
     q = np.asarray(percentiles, float)

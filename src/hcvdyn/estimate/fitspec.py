@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from hcvdyn.files import check_keys, find_model_file, load_toml, require
+from hcvdyn.files import check_keys, find_fit_spec, find_model_file, load_toml, require
 from hcvdyn.model.catalog import get_model
 from hcvdyn.model.dosing import Regimen
 from hcvdyn.model.drugs import get_drug
@@ -93,7 +93,7 @@ def _report_options(doc: Mapping, path: Path, where: str) -> dict[str, str]:
 
 def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     """Read and validate a fit specification; errors name the file and the key."""
-    path = Path(path)
+    path = find_fit_spec(path)
     doc = load_toml(path)
     where = str(path)
     check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report",

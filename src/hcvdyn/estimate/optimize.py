@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hcvdyn.model.hcv import HCVModel
+from hcvdyn.solve.options import NumericalError
 
 __all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares"]
 
@@ -84,7 +85,8 @@ def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
         if best is None or out.chisqr < best.chisqr:
             best = out
     if best is None:
-        raise RuntimeError(f"{where}: every start failed ({last_error})")
+        raise NumericalError(f"{where}: every start failed ({last_error}); try other starting values, narrower "
+                             "[bounds] or a larger max_nfev")
     return best, objectives
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.parameters import check_values
-from hcvdyn.solve.options import LN10, SOLVERS, SolverOptions, Trajectory, check_times, full_params
+from hcvdyn.solve.options import LN10, SOLVERS, NumericalError, SolverOptions, Trajectory, check_times, full_params
 
 __all__ = [
     "SolverOptions",
@@ -113,7 +113,7 @@ def simulate(
     ys, ok, steps = _compiled(model, options, False)(full, doses, t)
     traj = Trajectory.from_log_states(t, ys, ok, steps)
     if not bool(traj.ok):
-        raise RuntimeError(
+        raise NumericalError(
             f"simulate({model.name}): the ODE solve failed (step budget {options.max_steps} exhausted or a "
             f"non-finite state); try a larger SolverOptions.max_steps, a smaller stability_cap or looser rtol/atol"
         )

@@ -13,7 +13,12 @@ import numpy as np
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.parameters import check_values
 
-__all__ = ["SolverOptions", "Trajectory", "check_times", "full_params"]
+__all__ = ["NumericalError", "SolverOptions", "Trajectory", "check_times", "full_params"]
+
+
+class NumericalError(RuntimeError):
+    """A solve, fit or covariance step failed for numerical reasons (not bad input); the message names the step and
+    what to try. The command line exits with status 1 on it, and 2 on user errors."""
 
 
 LN10 = math.log(10.0)

@@ -12,7 +12,7 @@ import numpy as np
 from hcvdyn.model.dosing import Regimen, dose_arrays
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.solve.adaptive import jit_rhs
-from hcvdyn.solve.options import Trajectory, check_times, full_params
+from hcvdyn.solve.options import NumericalError, Trajectory, check_times, full_params
 
 __all__ = ["simulate_scipy"]
 
@@ -59,7 +59,7 @@ def simulate_scipy(
         t_eval = np.unique(np.append(t[mask], b))
         res = solve_ivp(fun, (a, b), y, method=method, rtol=rtol, atol=atol, t_eval=t_eval)
         if not res.success:
-            raise RuntimeError(f"simulate_scipy({model.name}): solve_ivp failed on [{a}, {b}]: {res.message}")
+            raise NumericalError(f"simulate_scipy({model.name}): solve_ivp failed on [{a}, {b}]: {res.message}")
         nfev += res.nfev
         out[mask] = res.y.T[: mask.sum()]
         y = res.y[:, -1]
