@@ -76,7 +76,7 @@ def test_simulate_writes_table_summary_figure_and_provenance(simulated):
     meta = json.loads((simulated / "run.json").read_text())
     spec = load_trial("celgosivir_phase2")
     assert meta["hcvdyn_version"] == __version__ and meta["model"] == "pkpd3_homeostatic"
-    assert meta["trial"]["sha256"] == file_sha256(spec.path)
+    assert meta["inputs"]["trial"]["sha256"] == file_sha256(spec.path)
     expected = spec.parameter_set.values["ifn_ec50"]
     assert meta["parameters"]["ifn_ec50"] == {"value": expected, "unit": "ug/L", "source": spec.parameter_set.source_of("ifn_ec50")}
     # the summary equals an independent in-process simulation of the same arms
@@ -107,7 +107,7 @@ def test_simulate_population_against_the_reported_top_line(tmp_path, capsys):
     assert (lo, hi) == pytest.approx((9.925, 65.112), abs=1e-2)  # Clopper-Pearson, 4 of 12
     assert "1.20 [" in printed and "not reported" in printed
     meta = json.loads((out / "run.json").read_text())
-    assert meta["population"]["name"] == "g1_nonresponder_population" and meta["options"]["calibration_draws"] == 5
+    assert meta["inputs"]["population"]["name"] == "g1_nonresponder_population" and meta["options"]["calibration_draws"] == 5
 
 
 def test_simulate_refuses_to_overwrite(simulated, capsys):

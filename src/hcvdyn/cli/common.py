@@ -5,18 +5,7 @@ argument types.
 from __future__ import annotations
 
 import argparse
-import csv
-import io as _io
 from pathlib import Path
-
-
-def csv_text(header, rows) -> str:
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
-
 
 
 def results_folder(args, name: str) -> Path:

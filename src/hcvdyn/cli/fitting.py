@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from hcvdyn.cli.common import results_folder
+from hcvdyn.results.provenance import provenance
 
 
 def cmd_fit(args) -> int:
@@ -68,9 +69,7 @@ def cmd_figures(args) -> int:
 def cmd_sse(args) -> int:
     from hcvdyn.estimate.fitspec import load_fit_spec
     from hcvdyn.estimate.sse import recovery_study
-    from hcvdyn.files import file_sha256
     from hcvdyn.results.writers import rows_csv, write_results
-    from hcvdyn.version import __version__
 
     spec = load_fit_spec(args.spec)
     truth = args.truth or spec.report.get("truth")
@@ -80,13 +79,11 @@ def cmd_sse(args) -> int:
         raise FileNotFoundError(f"truth file {truth}: no such file")
     out = results_folder(args, f"sse_{spec.name}")
     study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress)
-    meta = {
-        "hcvdyn_version": __version__, "command": "sse",
-        "spec": {"path": spec.path, "sha256": file_sha256(spec.path)}, "truth": {"path": str(truth), "sha256": file_sha256(truth)},
-        "model": spec.model.name, "options": {"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds),
-                                              "level": study.level, "profile": args.profile},
-        "truth_values": study.truth, "summary": list(study.summary),
-    }
+    meta = provenance(
+        "sse", out, {"spec": (spec.path, {"name": spec.name}), "truth": truth}, model=spec.model.name,
+        options={"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds), "level": study.level, "profile": args.profile},
+        truth_values=study.truth, summary=list(study.summary),
+    )
     write_results(out, {"replicates.csv": rows_csv(list(study.rows)), "summary.csv": rows_csv(list(study.summary)),
                         "result.json": meta}, force=args.force)
     print(f"wrote {out}/ (replicates.csv, summary.csv, result.json)")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from hcvdyn.cli.common import aligned, csv_text, results_folder
+from hcvdyn.cli.common import aligned, results_folder
+from hcvdyn.results.provenance import provenance
+from hcvdyn.results.writers import rows_csv
 
 EXAMPLES_SIMULATE = """examples:
   hcvdyn simulate celgosivir_phase2                      # its virtual population against the reported top line
@@ -92,11 +94,9 @@ def _simulate_population(args, spec, out) -> int:
     from hcvdyn.analysis.comparison import compare_to_reported
     from hcvdyn.analysis.plausibility import format_flags
     from hcvdyn.analysis.population import load_population
-    from hcvdyn.files import file_sha256
     from hcvdyn.results.plots_population import plot_population_arms
     from hcvdyn.results.plotstyle import save_figure
     from hcvdyn.results.writers import rows_csv, write_results
-    from hcvdyn.version import __version__
 
     pop = load_population(spec.population)
     if pop.model.name != spec.parameter_set.model.name:
@@ -109,24 +109,21 @@ def _simulate_population(args, spec, out) -> int:
     traj = []
     for a, c in comp.arms.items():
         for i, t in enumerate(comp.t_days):
-            traj.append([a, f"{t:g}", f"{c.median[i]:.5f}", f"{c.lo[i]:.5f}", f"{c.hi[i]:.5f}"])
+            traj.append({"arm": a, "day": f"{t:g}", "median_change_log10": f"{c.median[i]:.5f}", "p05_change_log10": f"{c.lo[i]:.5f}",
+                         "p95_change_log10": f"{c.hi[i]:.5f}"})
     flag_rows = [{"arm": f.arm, "check": f.check, "value": f.value, "limit": f.limit, "ok": f.ok} for f in comp.flags]
-    meta = {
-        "hcvdyn_version": __version__,
-        "command": "simulate",
-        "trial": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
-        "population": {"name": pop.name, "path": pop.path, "sha256": file_sha256(pop.path)},
-        "parameter_set": {"name": spec.parameter_set.name, "path": spec.parameter_set.path, "sha256": file_sha256(spec.parameter_set.path)},
-        "model": pop.model.name,
-        "options": {"n_per_arm": args.n, "seed": args.seed, "calibration_draws": args.draws},
-        "arms": rows,
-        "red_flags_failed": [f.message() for f in comp.flags if not f.ok],
-    }
+    meta = provenance(
+        "simulate", out,
+        {"trial": (spec.path, {"name": spec.name}), "population": (pop.path, {"name": pop.name}),
+         "parameter_set": (spec.parameter_set.path, {"name": spec.parameter_set.name})},
+        model=pop.model.name, options={"n_per_arm": args.n, "seed": args.seed, "calibration_draws": args.draws},
+        arms=rows, red_flags_failed=[f.message() for f in comp.flags if not f.ok],
+    )
     write_results(
         out,
         {
             "summary.csv": rows_csv(rows),
-            "trajectories.csv": csv_text(["arm", "day", "median_change_log10", "p05_change_log10", "p95_change_log10"], traj),
+            "trajectories.csv": rows_csv(traj),
             "red_flags.csv": rows_csv(flag_rows),
             "run.json": meta,
             "arms": lambda dest: save_figure(fig, dest.with_name("arms")),
@@ -152,12 +149,10 @@ def _simulate_population(args, spec, out) -> int:
 def _simulate_typical(args, spec, out) -> int:
     """The typical patient of every arm (parameter-set values), hour by hour, with exposures and effects."""
     from hcvdyn.analysis.arms import simulate_arms
-    from hcvdyn.files import file_sha256
     from hcvdyn.results.plots import plot_arms
     from hcvdyn.results.plotstyle import save_figure
     from hcvdyn.results.writers import write_results
     from hcvdyn.solve.options import SolverOptions
-    from hcvdyn.version import __version__
 
     options = SolverOptions()
     sim = simulate_arms(spec, points_per_day=args.points_per_day, options=options)
@@ -172,28 +167,22 @@ def _simulate_typical(args, spec, out) -> int:
                 + [f"{ex[e][i]:.8g}" for e in effects]
                 + [f"{ex[c][i]:.8g}" for c in conc_cols]
             )
-    traj_csv = csv_text(["arm", "day", "log10_vl", "log10_vi", "log10_drop"] + list(effects) + conc_cols, rows)
+    header = ["arm", "day", "log10_vl", "log10_vi", "log10_drop", *effects, *conc_cols]
+    traj_csv = rows_csv([dict(zip(header, r)) for r in rows])
     summary_rows, summary = [], {}
     for arm in sim.trajectories:
         drops = {f"day_{d:g}": round(sim.log10_drop(arm, d), 6) for d in spec.sample_days}
         summary[arm] = drops
         summary_rows.append([arm] + [f"{v:.6f}" for v in drops.values()])
-    summary_csv = csv_text(["arm"] + [f"log10_drop_day_{d:g}" for d in spec.sample_days], summary_rows)
+    header = ["arm", *(f"log10_drop_day_{d:g}" for d in spec.sample_days)]
+    summary_csv = rows_csv([dict(zip(header, r)) for r in summary_rows])
     pset = spec.parameter_set
-    meta = {
-        "hcvdyn_version": __version__,
-        "command": "simulate",
-        "trial": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
-        "parameter_set": {"name": pset.name, "path": pset.path, "sha256": file_sha256(pset.path)},
-        "model": pset.model.name,
-        "parameters": {
-            p.name: {"value": sim.params[p.name], "unit": p.unit, "source": pset.source_of(p.name)} for p in pset.model.params
-        },
-        "weight_kg": spec.weight_kg,
-        "arms": {a: [r.to_dict() for r in regs] for a, regs in spec.arms.items()},
-        "options": {**asdict(options), "points_per_day": args.points_per_day},
-        "summary_log10_drop": summary,
-    }
+    meta = provenance(
+        "simulate", out, {"trial": (spec.path, {"name": spec.name}), "parameter_set": (pset.path, {"name": pset.name})},
+        model=pset.model.name, options={**asdict(options), "points_per_day": args.points_per_day},
+        parameters={p.name: {"value": sim.params[p.name], "unit": p.unit, "source": pset.source_of(p.name)} for p in pset.model.params},
+        weight_kg=spec.weight_kg, arms={a: [r.to_dict() for r in regs] for a, regs in spec.arms.items()}, summary_log10_drop=summary,
+    )
     fig = plot_arms(sim)
     write_results(
         out,

@@ -4,7 +4,8 @@ what-if scenarios.
 
 from __future__ import annotations
 
-from hcvdyn.cli.common import aligned, csv_text, results_folder
+from hcvdyn.cli.common import aligned, results_folder
+from hcvdyn.results.provenance import provenance
 
 
 def _trial_tables(vt):
@@ -16,7 +17,8 @@ def _trial_tables(vt):
     for a, r in vt.arms.items():
         for i in range(r.drop.size):
             pat_rows.append([a, i + 1, r.groups[i], f"{r.drop[i]:.5f}", f"{r.true_drop[i]:.5f}", int(r.rvr[i]), int(r.evr[i]), int(r.cevr[i])])
-    patients_csv = csv_text(["arm", "patient", "group", "drop_w12_observed", "drop_w12_model", "rvr", "evr", "cevr"], pat_rows)
+    header = ["arm", "patient", "group", "drop_w12_observed", "drop_w12_model", "rvr", "evr", "cevr"]
+    patients_csv = rows_csv([dict(zip(header, r)) for r in pat_rows])
     return arm_rows, arms_csv, patients_csv
 
 
@@ -31,19 +33,12 @@ def print_arm_table(arm_rows) -> None:
 
 
 
-def _trial_meta(vt, command, files, model: str, arm_rows, **options):
-    from hcvdyn.files import file_sha256
-    from hcvdyn.version import __version__
+def _trial_meta(vt, command, out, files, model: str, arm_rows, **options):
+    """The provenance record of a virtual-trial folder (:func:`hcvdyn.results.provenance.provenance`)."""
 
-    return {
-        "hcvdyn_version": __version__,
-        "command": command,
-        "inputs": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in files.items()},
-        "model": model,
-        "options": {"n_per_arm": vt.n_per_arm, "seed": vt.seed, "days": vt.days, "steps_per_day": vt.steps_per_day,
-                    "definitions": vt.definitions.to_dict(), **options},
-        "arms": arm_rows,
-    }
+    return provenance(command, out, files, model=model,
+                      options={"n_per_arm": vt.n_per_arm, "seed": vt.seed, "days": vt.days, "steps_per_day": vt.steps_per_day,
+                               "definitions": vt.definitions.to_dict(), **options}, arms=arm_rows)
 
 
 
@@ -60,7 +55,7 @@ def cmd_trial(args) -> int:
     out = results_folder(args, f"trial_{pop.name}_{spec.name}")
     vt = run_virtual_trial(pop, spec, args.n, args.seed, days=args.days, progress=not args.no_progress, n_boot=args.n_boot)
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
-    meta = _trial_meta(vt, "trial", {"population": pop.path, "trial": spec.path, "parameter_set": pop.parameter_set.path},
+    meta = _trial_meta(vt, "trial", out, {"population": pop.path, "trial": spec.path, "parameter_set": pop.parameter_set.path},
                        pop.model.name, arm_rows, n_boot=args.n_boot)
     from hcvdyn.analysis.plausibility import format_flags, red_flags, typical_patient_flags
     from hcvdyn.results.writers import rows_csv
@@ -93,11 +88,9 @@ def cmd_calibrate(args) -> int:
         targets_of,
     )
     from hcvdyn.analysis.population import load_population
-    from hcvdyn.files import file_sha256
     from hcvdyn.model.parameters import from_scale, to_scale
     from hcvdyn.model.trial_design import load_trial
     from hcvdyn.results.writers import rows_csv, write_results
-    from hcvdyn.version import __version__
 
     spec = load_trial(args.trial)
     pop = load_population(args.population or spec.population)
@@ -115,15 +108,12 @@ def cmd_calibrate(args) -> int:
     table = [r.row() for r in rows]
     chosen = next(r.calibration for r in rows if r.calibration.mechanism.name == args.mechanism)
     files = {"mechanisms.csv": rows_csv(table)}
-    result = {
-        "hcvdyn_version": __version__, "command": "calibrate",
-        "inputs": {"trial": {"path": spec.path, "sha256": file_sha256(spec.path)},
-                   "population": {"path": pop.path, "sha256": file_sha256(pop.path)}},
-        "options": {"n_per_arm": args.n, "seed": args.seed, "maxfev": args.maxfev},
-        "targets": [t.__dict__ for t in targets],
-        "mechanism": args.mechanism, "values": chosen.values, "terms": chosen.terms,
-        "stats": {a: s.__dict__ for a, s in chosen.stats.items()}, "mechanisms": table,
-    }
+    result = provenance(
+        "calibrate", out, {"trial": spec.path, "population": pop.path}, model=pop.model.name,
+        options={"n_per_arm": args.n, "seed": args.seed, "maxfev": args.maxfev},
+        targets=[t.__dict__ for t in targets], mechanism=args.mechanism, values=chosen.values, terms=chosen.terms,
+        stats={a: s.__dict__ for a, s in chosen.stats.items()}, mechanisms=table,
+    )
     if not args.no_uncertainty:
         knobs, cov = laplace_covariance(pop, spec, chosen)
         se = np.sqrt(np.diag(cov))
@@ -180,7 +170,7 @@ def cmd_scenario(args) -> int:
     vt, rows = run_scenarios(sc, args.n, args.seed, progress=not args.no_progress, n_boot=args.n_boot)
     arm_rows, arms_csv, patients_csv = _trial_tables(vt)
     comp_csv = rows_csv(rows)
-    meta = _trial_meta(vt, "scenario", {"scenarios": sc.path, "population": sc.population.path, "trial": sc.trial.path},
+    meta = _trial_meta(vt, "scenario", out, {"scenarios": sc.path, "population": sc.population.path, "trial": sc.trial.path},
                        sc.population.model.name, arm_rows, reference_arm=sc.reference_arm, common_patients=True,
                        adherence=dict(sc.adherence), n_boot=args.n_boot)
     meta["comparisons"] = rows
