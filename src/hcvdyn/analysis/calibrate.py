@@ -8,7 +8,7 @@ same design (week-12 sample with assay error, censoring at the limit, completers
 * EVR count: k ~ Binomial(n, p), with p the virtual arm's EVR fraction among completers.
 
 -2 log L sums these terms over the arms used. Knobs are typical values of the parameter set, varied on their
-declared scale (:attr:`hcvdyn.parameters.Param.interval_scale`: log for rates and potencies, logit for
+declared scale (:attr:`hcvdyn.model.parameters.Param.scale`: log for rates and potencies, logit for
 fractions). Every evaluation uses common random numbers (the same virtual patients), and the EVR step is
 smoothed by a logistic ramp of 0.05 log10 while optimising, so the objective is smooth in the knobs.
 
@@ -143,7 +143,7 @@ def neg2_log_likelihood(stats: Mapping[str, ArmStats], targets: Sequence[ArmTarg
 
 
 def _scales(model, names):
-    return [model.params[k].interval_scale for k in names]
+    return [model.params[k].scale for k in names]
 
 
 @dataclass(frozen=True)

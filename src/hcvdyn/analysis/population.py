@@ -18,8 +18,8 @@ __all__ = ["Population", "load_population"]
 class Population:
     """A virtual-patient population: typical values, between-patient variability, covariates, behaviour.
 
-    Variability (``omega``, SD on the transformed scale) is log-normal for positive parameters, logit-normal
-    for fractions (unit "1", bounds [0, 1]) and normal for ``log10_V0`` (already a log), with the correlation
+    Variability (``omega``, SD on each parameter's declared scale, :attr:`Param.scale`) is log-normal for log-scale
+    parameters, logit-normal for fractions and normal for linear ones such as ``log10_V0`` (already a log), with the correlation
     matrix ``corr`` over ``omega``'s names. Groups (e.g. non-responder / partial responder) are drawn with
     their ``fraction`` and shift typical values. Adherence: each patient takes each scheduled dose with a
     probability drawn from Beta(mean kappa, (1 - mean) kappa). Dropout: exponential with ``dropout_per_week``.
@@ -40,7 +40,7 @@ class Population:
     path: str = ""
     limits: Mapping[str, object] = field(default_factory=dict)  # red-flag limits of hcvdyn.plausibility.Limits
     knobs: tuple[str, ...] = ()  # calibrated typical values whose uncertainty virtual trials carry
-    knob_cov: np.ndarray | None = None  # their covariance on the declared scales (Param.interval_scale)
+    knob_cov: np.ndarray | None = None  # their covariance on the declared scales (Param.scale)
 
     @property
     def model(self):
@@ -51,7 +51,7 @@ class Population:
         if not self.knobs or self.knob_cov is None or n_draws < 1:
             return []
         typical = self.parameter_set.params()
-        scales = [self.model.params[k].interval_scale for k in self.knobs]
+        scales = [self.model.params[k].scale for k in self.knobs]
         centre = to_scale([typical[k] for k in self.knobs], scales)
         z = rng.multivariate_normal(centre, self.knob_cov, size=n_draws, method="eigh")
         out = []
@@ -59,14 +59,6 @@ class Population:
             vals = dict(zip(self.knobs, from_scale(row, scales)))
             out.append({k: float(np.clip(v, self.model.params[k].lower, self.model.params[k].upper)) for k, v in vals.items()})
         return out
-
-    def transform(self, name: str) -> str:
-        p = self.model.params[name]
-        if name == "log10_V0" or (p.lower < 0):
-            return "normal"
-        if p.unit == "1" and p.lower == 0.0 and p.upper == 1.0:
-            return "logit"
-        return "log"
 
     def typical(self, group: str | None = None) -> dict[str, float]:
         base = self.parameter_set.params()
@@ -93,17 +85,7 @@ class Population:
             params[k] = np.array([draws[i % len(draws)][k] for i in range(n)])
         for j, k in enumerate(names):
             p = self.model.params[k]
-            eta = self.omega[k] * z[:, j]
-            mode = self.transform(k)
-            x = params[k]
-            if mode == "normal":
-                x = x + eta
-            elif mode == "log":
-                x = x * np.exp(eta)
-            else:
-                lx = np.log(np.clip(x, 1e-12, 1 - 1e-12) / np.clip(1 - x, 1e-12, 1))
-                x = 1.0 / (1.0 + np.exp(-(lx + eta)))
-            params[k] = np.clip(x, p.lower, p.upper)
+            params[k] = np.clip(p.from_scale(p.to_scale(params[k]) + self.omega[k] * z[:, j]), p.lower, p.upper)
         wm, ws, wl, wu = self.weight_kg
         weights = np.clip(wm + ws * rng.standard_normal(n), wl, wu)
         am, kappa = self.adherence

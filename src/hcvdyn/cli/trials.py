@@ -117,10 +117,10 @@ def cmd_calibrate(args) -> int:
     if not args.no_uncertainty:
         knobs, cov = laplace_covariance(pop, spec, chosen)
         se = np.sqrt(np.diag(cov))
-        result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].interval_scale for k in knobs]}
+        result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].scale for k in knobs]}
         traces = {}
         for k, s_k in zip(knobs, se):
-            sc = [pop.model.params[k].interval_scale]
+            sc = [pop.model.params[k].scale]
             x0 = to_scale([chosen.values[k]], sc)[0]
             grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]
             traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.profile_maxfev) + [(chosen.values[k], chosen.neg2ll)])

@@ -103,11 +103,6 @@ def prediction_bands(
     return PatientBands(t, tuple(p.id for p in pats), pred, pred - half, pred + half, level)
 
 
-def _scale(model: HCVModel, name: str) -> str:
-    p = model.params[name]
-    return "log" if p.lower > 0 and name != "log10_V0" else "identity"
-
-
 @dataclass(frozen=True)
 class VPC:
     """Observed and simulated percentiles per arm at the nominal sample times (log10 IU/mL)."""
@@ -164,12 +159,10 @@ def vpc(
     rng = np.random.default_rng(seed)
     individual = [k for k in names if all(f"{k}__{p.id}" in fit.values for p in pats)]
     ind_idx = [names.index(k) for k in individual]
-    scales = [_scale(model, k) for k in individual]
-    fwd = lambda x, s: np.log(x) if s == "log" else x  # noqa: E731
-    back = lambda x, s: np.exp(x) if s == "log" else x  # noqa: E731
+    declared = [model.params[k] for k in individual]  # each varies on its declared scale (Param.scale)
     group_stats = {}
     for g in dict.fromkeys(groups):
-        est = np.column_stack([fwd(theta[groups == g, j], s) for j, s in zip(ind_idx, scales)])
+        est = np.column_stack([p.to_scale(theta[groups == g, j]) for j, p in zip(ind_idx, declared)])
         cov = np.cov(est, rowvar=False).reshape(len(individual), len(individual)) if est.shape[0] > 1 else np.zeros((len(individual),) * 2)
         group_stats[g] = (est.mean(0), cov)
     order = {n: i for i, n in enumerate(fit.values)}
@@ -188,8 +181,8 @@ def vpc(
             if not sel.any():
                 continue
             x = rng.multivariate_normal(mu, cov, size=int(sel.sum()), method="eigh")
-            for c, (j, s) in enumerate(zip(ind_idx, scales)):
-                th[sel, j] = np.clip(back(x[:, c], s), model.params[names[j]].lower, model.params[names[j]].upper)
+            for c, (j, p) in enumerate(zip(ind_idx, declared)):
+                th[sel, j] = np.clip(p.from_scale(x[:, c]), p.lower, p.upper)
         if pop_idx:
             g_draw = dict(zip(pop_names, rng.multivariate_normal(pop_mean, pop_cov, method="eigh")))
             for i in np.flatnonzero(rows):

@@ -16,7 +16,7 @@ __all__ = ["wald_interval", "profile_interval", "profile_curve", "profile_grid"]
 def wald_interval(value: float, se: float, level: float = 0.95, param: Param | None = None) -> tuple[float, float]:
     """Wald interval at ``level``: value -/+ z se, with z the normal quantile; on the parameter's scale when ``param`` is given.
 
-    With ``param`` (its declared row) the interval is computed on :attr:`Param.interval_scale` and transformed
+    With ``param`` (its declared row) the interval is computed on :attr:`Param.scale` and transformed
     back: log-scale parameters exp(ln x -/+ z se / x), fractions in [0, 1] expit(logit x -/+ z se / (x (1 - x)))
     (the delta-method SE on that scale), so neither leaves (0, inf) or (0, 1); others x -/+ z se. The limits are
     then held to the declared bounds (a limit at a bound: the interval is open there, as for
@@ -27,7 +27,7 @@ def wald_interval(value: float, se: float, level: float = 0.95, param: Param | N
     from scipy.stats import norm
 
     q, value, se = float(norm.ppf(0.5 + level / 2)), float(value), float(se)
-    scale = param.interval_scale if param is not None else "linear"
+    scale = param.scale if param is not None else "linear"
     with np.errstate(over="ignore"):
         if scale == "log" and value > 0:
             lims = value * np.exp(np.array([-q, q]) * se / value)

@@ -66,7 +66,7 @@ F0_PARAM = Param(
     "f0", "1", 0.2, 1e-3, 0.9,
     "Wieland et al. 2014, Hepatology 59:2121-2130 and Kandathil et al. 2013, Gastroenterology 145:1404-1413: "
     "single-cell imaging of chronic hepatitis C biopsies finds roughly 1-50% of hepatocytes infected",
-    "fraction of hepatocytes infected before treatment (homeostatic models)", "f_0",
+    "fraction of hepatocytes infected before treatment (homeostatic models)", "f_0", "log",
 )
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+import numpy as np
+
 __all__ = ["Param", "ParamTable", "check_values", "to_scale", "from_scale"]
 
 
@@ -24,7 +26,10 @@ class Param:
     source: the publication (or documented derivation) behind ``default``.
     description: what the parameter means, one line.
     symbol: the symbol used in the papers, for figure labels (LaTeX without $).
-    scale: "log" when the parameter is positive and best estimated on a log scale.
+    scale: the one scale on which the parameter varies, everywhere: Wald intervals, multi-start draws,
+        between-patient variability of populations, the VPC's redraws and calibration knobs. "log" (declared for
+        positive rates, loads and potencies), "logit" (fractions: unit "1" and bounds [0, 1], set automatically),
+        or "linear" (normal variability). :meth:`to_scale` and :meth:`from_scale` map values to and from it.
     """
 
     name: str
@@ -47,17 +52,38 @@ class Param:
                 f"parameter {self.name!r}: default {self.default} outside its bounds "
                 f"[{self.lower}, {self.upper}]"
             )
-        if self.scale not in ("linear", "log"):
-            raise ValueError(f"parameter {self.name!r}: scale must be 'linear' or 'log'")
+        if self.scale not in ("linear", "log", "logit"):
+            raise ValueError(f"parameter {self.name!r}: scale must be 'linear', 'log' or 'logit', got {self.scale!r}")
         if self.scale == "log" and self.lower <= 0:
             raise ValueError(f"parameter {self.name!r}: log scale needs a positive lower bound")
+        if self.scale == "logit" and not (0.0 <= self.lower and self.upper <= 1.0):
+            raise ValueError(f"parameter {self.name!r}: logit scale needs bounds within [0, 1]")
+        if self.scale == "linear" and self.unit == "1" and (self.lower, self.upper) == (0.0, 1.0):
+            object.__setattr__(self, "scale", "logit")  # a fraction varies on the logit scale
 
     @property
     def interval_scale(self) -> str:
-        """Scale of Wald intervals: "log" for a log-scale parameter, "logit" for a fraction (unit "1", bounds [0, 1]), else "linear"."""
+        """The parameter's :attr:`scale` (the name under which Wald intervals first used it)."""
+        return self.scale
+
+    def to_scale(self, x):
+        """Values (float or array) on the parameter's scale; fractions are kept 1e-12 inside (0, 1)."""
+        x = np.asarray(x, dtype=float)
         if self.scale == "log":
-            return "log"
-        return "logit" if self.unit == "1" and (self.lower, self.upper) == (0.0, 1.0) else "linear"
+            return np.log(x)
+        if self.scale == "logit":
+            x = np.clip(x, 1e-12, 1 - 1e-12)
+            return np.log(x / (1 - x))
+        return x
+
+    def from_scale(self, y):
+        """Inverse of :meth:`to_scale`."""
+        y = np.asarray(y, dtype=float)
+        if self.scale == "log":
+            return np.exp(y)
+        if self.scale == "logit":
+            return 1.0 / (1.0 + np.exp(-y))
+        return y
 
     def label(self) -> str:
         """Axis label such as ``$\\delta$ (1/day)``."""
@@ -129,7 +155,7 @@ def check_values(table: ParamTable, values: Mapping[str, float], where: str = ""
 
 
 def to_scale(values, scales) -> list[float]:
-    """Values on their estimation scales (Param.interval_scale: "log", "logit" or "linear")."""
+    """Values on the named scales ("log", "logit" or "linear"; a parameter's own is :attr:`Param.scale`)."""
     out = []
     for v, s in zip(values, scales):
         out.append(math.log(v) if s == "log" else math.log(v / (1 - v)) if s == "logit" else v)
