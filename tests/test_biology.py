@@ -1,7 +1,7 @@
 """The calibrated non-responder population is biologically credible and reproduces the trial's top line.
 
 One virtual trial of 2,000 patients per arm (shared by every test here) is checked against what a hepatologist
-would believe (hcvdyn.plausibility) and against the Phase II top line within the trial's own 95% intervals.
+would believe (hcvdyn.analysis.plausibility) and against the Phase II top line within the trial's own 95% intervals.
 Each failure message carries the measured figure. ``hcvdyn trial g1_nonresponder_population celgosivir_phase2
 --check-typical`` prints the same checks.
 """

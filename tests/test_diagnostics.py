@@ -35,7 +35,7 @@ def _hand_fit():
 def test_delta_method_band_matches_monte_carlo():
     """Within 15% of the Monte Carlo SD at every time. With 4x these SDs, patient A's day-84 SD is 0.033 by the
     delta method and 0.085 by Monte Carlo: the load rebounds to its set point there and the first-order
-    sensitivities cancel (documented in hcvdyn.diagnostics)."""
+    sensitivities cancel (documented in hcvdyn.estimate.diagnostics)."""
     fit, data = _hand_fit()
     bands = prediction_bands(MODEL, fit, data, {"x": (), "y": ()}, T, options=SolverOptions(atol=1e-9))
     rng = np.random.default_rng(4)
@@ -55,7 +55,11 @@ def test_delta_method_band_matches_monte_carlo():
         # day 0 carries only log10_V0's SD; later days the propagated delta/eps uncertainty
         assert np.isclose(half_param[0], 0.05 / 4, rtol=1e-3)
         assert np.allclose(half_param[1:], sd_mc[1:], rtol=0.15), (pid, half_param, sd_mc)
-    assert bands.curves()["B"][0] is bands.t_days
+    curves = bands.curves()
+    assert list(curves) == list(bands.ids)
+    i = bands.ids.index("B")
+    for got, want in zip(curves["B"], (bands.t_days, bands.fitted[i], bands.lower[i], bands.upper[i])):
+        assert np.array_equal(got, want)
 
 
 def test_vpc_is_seeded_and_needs_replicates():

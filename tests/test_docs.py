@@ -5,7 +5,7 @@ from hcvdyn.model.catalog import MODELS
 
 
 def test_model_reference_is_current():
-    assert main(["--check"]) == 0, "docs/models.md is out of date: run python -m hcvdyn.docs"
+    assert main(["--check"]) == 0, "docs/models.md is out of date: run python -m hcvdyn.results.docs"
 
 
 def test_reference_lists_every_parameter_with_unit_and_source():

@@ -27,7 +27,7 @@ def defaults(drug):
     return {p.name: p.default for p in drug.pk_params}
 
 
-# ---- closed forms, written independently of hcvdyn.pk --------------------------------------------
+# ---- closed forms, written independently of hcvdyn.model.pk --------------------------------------------
 def one_cpt_multi(t, dose, tau, n_given, ka, ke, v):
     tp = t - (n_given - 1) * tau
     acc = lambda k: (1 - np.exp(-n_given * k * tau)) / (1 - np.exp(-k * tau))  # noqa: E731

@@ -90,6 +90,10 @@ def test_report_outcomes_follow_the_data(report):
 
 
 def test_figures_command_reproduces_the_report_figures(report, capsys):
+    """The report draws its figures from its own files: redrawn from the folder, each PNG is the same, byte for byte."""
+    before = {p.stem: p.read_bytes() for p in (report / "figures").glob("*.png")}
     assert main(["figures", str(report), "--formats", "png"]) == 0
-    assert sorted(p.stem for p in (report / "figures").iterdir()) == sorted(FIGURES)
+    assert sorted(p.stem for p in (report / "figures").iterdir()) == sorted(FIGURES) == sorted(before)
+    changed = [p.stem for p in (report / "figures").glob("*.png") if p.read_bytes() != before[p.stem]]
+    assert not changed, f"redrawn figures differ from the report's: {changed}"
     assert f"wrote {len(FIGURES)} figures" in capsys.readouterr().out

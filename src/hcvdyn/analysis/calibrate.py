@@ -182,7 +182,7 @@ def targets_of(spec, first_phase: bool = False) -> tuple[ArmTarget, ...]:
     """The calibration targets: the trial's reported arms with a mean or an EVR count.
 
     first_phase=True adds :data:`FIRST_PHASE`, a literature anchor from treatment-naive patients; by default
-    it is a check of the result (hcvdyn.plausibility), not a term of the likelihood, since prior
+    it is a check of the result (hcvdyn.analysis.plausibility), not a term of the likelihood, since prior
     non-responders are selected for a weak interferon response (docs/calibration.md).
     """
     reported = tuple(t for t in spec.reported.values() if t.mean_drop is not None or t.evr_count is not None)

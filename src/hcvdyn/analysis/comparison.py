@@ -8,7 +8,7 @@ included), and sets each arm's mean week-12 drop and EVR, with intervals, beside
   and the EVR count with its Clopper-Pearson 95% interval.
 
 It also returns the daily median and 5-95% band of the change from baseline and the red-flag checks
-(:mod:`hcvdyn.plausibility`).
+(:mod:`hcvdyn.analysis.plausibility`).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def _ifn_peak_block(population, regimens, params) -> np.ndarray | None:
 
 
 def red_flags(vt, population, arms_regimens, limits: Limits | None = None) -> list[Flag]:
-    """Red-flag checks of every arm of a :class:`~hcvdyn.trial.VirtualTrial` (flags with ok=False fail).
+    """Red-flag checks of every arm of a :class:`~hcvdyn.analysis.virtual_trial.VirtualTrial` (flags with ok=False fail).
 
     limits: default the population's own (its [plausibility] table over the prior non-responder defaults).
     """

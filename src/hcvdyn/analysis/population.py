@@ -38,7 +38,7 @@ class Population:
     sources: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     path: str = ""
-    limits: Mapping[str, object] = field(default_factory=dict)  # red-flag limits of hcvdyn.plausibility.Limits
+    limits: Mapping[str, object] = field(default_factory=dict)  # red-flag limits of hcvdyn.analysis.plausibility.Limits
     knobs: tuple[str, ...] = ()  # calibrated typical values whose uncertainty virtual trials carry
     knob_cov: np.ndarray | None = None  # their covariance on the declared scales (Param.scale)
 
@@ -188,7 +188,7 @@ def _limits(table, where: str) -> dict:
 def _calibration_block(block, pset, where: str):
     """(parameter set, knob names, covariance) from a population's [calibration] table.
 
-    Either ``knobs`` with ``covariance`` (on the knobs' declared scales, :func:`hcvdyn.calibrate.laplace_covariance`),
+    Either ``knobs`` with ``covariance`` (on the knobs' declared scales, :func:`hcvdyn.analysis.calibrate.laplace_covariance`),
     or ``from_population`` with ``knobs``: those knobs' values and covariance are taken from that population
     (and its parameter set), so a second population carries the same calibrated effect and its uncertainty.
     """

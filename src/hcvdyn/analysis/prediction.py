@@ -38,7 +38,7 @@ def predict_patient(
     fit, regimens, days: int = 336, n_draws: int = 400, seed: int = 0, level: float = 0.95,
     defs: OutcomeDefinitions = OutcomeDefinitions(), weight_kg: float = 70.0, steps_per_day: int = 24,
 ) -> PatientPrediction:
-    """Outcomes of a :class:`hcvdyn.fit.PatientFit` with intervals that carry its parameter uncertainty.
+    """Outcomes of a :class:`hcvdyn.estimate.fit.PatientFit` with intervals that carry its parameter uncertainty.
 
     Free parameters are drawn (seeded) from the normal approximation at the estimate (its standard errors
     and correlations), kept inside their declared bounds by rejection, and simulated under ``regimens``.
@@ -169,7 +169,7 @@ def early_prediction(
 
 
 def main(argv=None) -> int:
-    """python -m hcvdyn.outcomes [--n 40] [--arm triple]: early-prediction accuracy on a virtual trial."""
+    """python -m hcvdyn.analysis.prediction [--n 40] [--arm triple]: early-prediction accuracy on a virtual trial."""
     import argparse
 
     import jax
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     from hcvdyn.analysis.population import load_population
     from hcvdyn.model.trial_design import load_trial
 
-    ap = argparse.ArgumentParser(prog="python -m hcvdyn.outcomes", description="Week-12 EVR predicted from 4 weeks of data")
+    ap = argparse.ArgumentParser(prog="python -m hcvdyn.analysis.prediction", description="Week-12 EVR predicted from 4 weeks of data")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--arm", default="triple")
     ap.add_argument("--seed", type=int, default=11)

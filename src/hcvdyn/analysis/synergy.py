@@ -136,7 +136,7 @@ def estimate_synergy(
     receives both drugs of the pair, judged by its regimens or, in constant mode, by the effects estimated
     in it). concentrations: average concentrations of PK-mode pair drugs in that arm (drug -> conc_unit).
     null: the same fit with psi = 0 when it is already done (its objective is reused).
-    Other arguments as :func:`hcvdyn.fit.fit_trial`; psi must not be among them.
+    Other arguments as :func:`hcvdyn.estimate.fit.fit_trial`; psi must not be among them.
     """
     if model.interaction is None:
         raise ValueError(f"model {model.name} has no interaction pair; use one of the models with psi (docs/models.md)")

@@ -1,6 +1,6 @@
-"""Trial arms: the regimens of a trial specification applied to a parameter set.
-
-:func:`simulate_arms` runs the typical patient of a parameter set under every arm in one batched call.
+"""Virtual trials: a population's patients drawn, dosed with each arm's regimens (adherence, weight, dropout),
+solved on the fixed grid, measured with assay error, and summarised per arm with intervals over the calibration's
+draws (or a bootstrap over patients); arm-to-arm comparisons.
 """
 
 
@@ -136,7 +136,7 @@ def run_virtual_trial(
 ) -> VirtualTrial:
     """Simulate a virtual trial: ``n_per_arm`` patients per arm drawn from ``population`` (seeded per arm).
 
-    Each patient is solved on the fixed grid (:func:`hcvdyn.solve.solve_population`), sampled at the trial's
+    Each patient is solved on the fixed grid (:func:`hcvdyn.solve.grid.solve_population`), sampled at the trial's
     sample days plus weeks 4 and 12 with N(0, sigma) assay error, censored below the trial's limit, and
     censored at dropout. arms: override the spec's arms (name -> regimens); param_overrides: arm -> parameter
     values fixed for every patient of that arm; adherence: arm -> mean adherence replacing the population's.

@@ -68,7 +68,7 @@ def cmd_trial(args) -> int:
     write_results(out, {"arms.csv": arms_csv, "patients.csv": patients_csv, "red_flags.csv": rows_csv(flag_rows), "result.json": meta}, force=args.force)
     print(f"virtual trial {spec.name} x {pop.name}: {args.n} patients per arm, seed {args.seed}, {vt.days} days")
     print_arm_table(arm_rows)
-    print("biological red flags (hcvdyn.plausibility):")
+    print("biological red flags (hcvdyn.analysis.plausibility):")
     print(format_flags(flags))
     print(f"wrote {out}/ (arms.csv, patients.csv, red_flags.csv, result.json)")
     return 0

@@ -12,7 +12,7 @@ Two layouts are read (one row per sample; header names are case-insensitive):
 * **NONMEM**: ``ID``, ``TIME``, ``DV``, optional ``CENS``, ``LLOQ``, ``MDV``, ``EVID``, ``AMT``,
   ``CMT``, ``ADDL``, ``II``, ``RATE``, ``SS``. DV is log10 IU/mL unless ``vl_scale`` says otherwise;
   TIME (and II) are in ``time_unit`` (default days). Dose rows (``EVID`` 1 or 4; without an EVID
-  column, a non-zero ``AMT``) become the patient's :class:`~hcvdyn.dosing.DoseRecord` s when
+  column, a non-zero ``AMT``) become the patient's :class:`~hcvdyn.model.dosing.DoseRecord` s when
   ``dose_cmt`` maps each ``CMT`` to a drug: AMT is in the drug's dose unit (ug peginterferon, mg
   otherwise), ``ADDL`` further doses follow every ``II``; infusions (RATE) and steady-state doses
   (SS) are refused. Without ``dose_cmt`` dose rows are skipped and the fit uses the arms' regimens.

@@ -72,7 +72,7 @@ class PatientBands:
     level: float
 
     def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """id -> (t, fitted, lower, upper), the form :func:`hcvdyn.plots.plot_patient_fits` takes."""
+        """id -> (t, fitted, lower, upper), the form :func:`hcvdyn.results.plots_fit.plot_patient_fits` takes."""
         return {pid: (self.t_days, self.fitted[i], self.lower[i], self.upper[i]) for i, pid in enumerate(self.ids)}
 
 

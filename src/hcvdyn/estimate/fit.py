@@ -1,4 +1,4 @@
-"""Fitting one patient with lmfit: exact JAX Jacobians, censored samples by the M3 likelihood.
+"""Fitting one patient or a whole trial with lmfit: exact JAX Jacobians, censored samples by the M3 likelihood.
 
 Objective. With residual SD ``sigma`` (log10 IU/mL) fixed, minus twice the log-likelihood is, up to a
 constant, the sum of squares of the residual vector

@@ -46,18 +46,18 @@ class FitSpec:
     estimate_sigma: bool = False  # [options] estimate_residual_sd: residual_sd is then the starting value
 
     def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
-        """The arms' regimens for :func:`hcvdyn.fit.fit_trial`; no doses in any arm for a constant-mode model."""
+        """The arms' regimens for :func:`hcvdyn.estimate.fit.fit_trial`; no doses in any arm for a constant-mode model."""
         return self.regimens_by_arm or {a: () for a in data.arms}
 
     def fit_options(self) -> dict:
-        """The keyword options of :func:`hcvdyn.fit.fit_trial` that this specification sets."""
+        """The keyword options of :func:`hcvdyn.estimate.fit.fit_trial` that this specification sets."""
         from hcvdyn.solve.options import SolverOptions
 
         return dict(sigma=self.sigma, weight_kg=self.weight_kg, options=SolverOptions(atol=self.atol), max_nfev=self.max_nfev,
                     outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed, estimate_sigma=self.estimate_sigma)
 
     def read_data(self):
-        """The specification's data file (:func:`hcvdyn.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
+        """The specification's data file (:func:`hcvdyn.estimate.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
         from hcvdyn.estimate.data import read_viral_loads
 
         return read_viral_loads(self.data_path, dose_cmt=self.dose_cmt or None)

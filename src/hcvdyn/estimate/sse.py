@@ -1,7 +1,7 @@
 """Stochastic simulation and estimation (SSE): how well a design and a fit specification recover the truth.
 
-Replicate trials are simulated from a synthetic-data truth file (:func:`hcvdyn.trial.generate_synthetic_trial`,
-seeds ``seed, seed + 1, ...``) and each is fitted with a fit specification (:func:`hcvdyn.fit.fit_trial`),
+Replicate trials are simulated from a synthetic-data truth file (:func:`hcvdyn.estimate.synthetic.generate_synthetic_trial`,
+seeds ``seed, seed + 1, ...``) and each is fitted with a fit specification (:func:`hcvdyn.estimate.fit.fit_trial`),
 the procedure of PsN's ``sse`` (Lindbom, Pihlgren & Jonsson 2005, Comput Methods Programs Biomed 79:241).
 For every shared or per-arm estimate with a known true value the summary gives the bias, the empirical SD
 of the estimates against the mean reported standard error (a ratio near 1 means honest standard errors),

@@ -3,7 +3,7 @@
 A :class:`Regimen` is one drug given at a fixed interval between a start and a stop day, with an
 optional loading dose, missed doses and dose changes; a :class:`DoseRecord` is the doses one patient
 actually took (e.g. the dose rows of a NONMEM data file). :func:`dose_arrays` turns the regimens of one
-patient into padded arrays ready for :func:`hcvdyn.pk.post_dose_states`, and :func:`batch_dose_arrays`
+patient into padded arrays ready for :func:`hcvdyn.model.pk.post_dose_states`, and :func:`batch_dose_arrays`
 stacks many patients with a common length so that one compiled solver serves them all.
 """
 
@@ -36,7 +36,7 @@ def _finite(name: str, value, where: str) -> float:
 class Regimen:
     """A dosing regimen of one drug.
 
-    drug: drug name or alias (see :data:`hcvdyn.drugs.DRUGS`).
+    drug: drug name or alias (see :data:`hcvdyn.model.drugs.DRUGS`).
     dose: amount per administration of the administered compound, in ``unit``.
     unit: the drug's dose unit ("ug" for peginterferon, "mg" otherwise) or the same per kg ("ug/kg").
     interval_days: time between doses (days), > 0. 7 = weekly, 1 = daily, 0.5 = twice daily.
@@ -129,7 +129,7 @@ class Regimen:
 
     def amount_scale(self, weight_kg: float) -> float:
         """Factor from the regimen's dose to the PK amount: x weight for per-kg doses, x the prodrug factor,
-        / weight for drugs whose PK is declared per kg (:attr:`hcvdyn.drugs.Drug.pk_per_kg`)."""
+        / weight for drugs whose PK is declared per kg (:attr:`hcvdyn.model.drugs.Drug.pk_per_kg`)."""
         drug = get_drug(self.drug)
         per_kg_dose = weight_kg if self.unit.endswith("/kg") else 1.0
         return per_kg_dose * drug.dose_factor / (weight_kg if drug.pk_per_kg else 1.0)

@@ -11,7 +11,7 @@ Each drug acts on the viral-kinetic model through named *effects* (fractions in 
 
 A drug is used either in ``"constant"`` mode (each effect a constant, switched on at the delay t0,
 as in the classic fits) or in ``"pk"`` mode (effect = max * Hill(C(t)) with C from the drug's
-regimen and linear PK, :mod:`hcvdyn.pk`).
+regimen and linear PK, :mod:`hcvdyn.model.pk`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Drug:
 
     @property
     def pk_names(self) -> tuple[str, ...]:
-        """Names of the PK (not PD) parameters in the order of :func:`hcvdyn.pk.rate_constants`' dict keys."""
+        """Names of the PK (not PD) parameters in the order of :func:`hcvdyn.model.pk.rate_constants`' dict keys."""
         keys = ("ka", "cl", "v") if self.pk_kind == "1cpt" else ("ka", "cl", "vc", "q", "vp")
         return tuple(f"{self.prefix}_{k}" for k in keys)
 

@@ -12,7 +12,7 @@ computed once per solve by a ``lax.scan`` over the doses (analytic propagation b
 and C(t) is then the analytic propagation from the last dose before t. Evaluating C(t) inside the
 ODE right-hand side therefore costs one ``searchsorted`` and a handful of exponentials, however
 many doses there are. All volumes and clearances are apparent (V/F, CL/F); doses are amounts of
-the active moiety (see :mod:`hcvdyn.drugs` for prodrug conversion).
+the active moiety (see :mod:`hcvdyn.model.drugs` for prodrug conversion).
 
 Units: time in days, amounts in the drug's amount unit, volumes in L, clearances in L/day.
 """

@@ -140,7 +140,7 @@ def figures_from_folder(folder, formats=("pdf", "svg", "png")) -> list[Path]:
 
 
 def figure_writer(fig, formats=("pdf", "svg", "png")):
-    """A :func:`hcvdyn.io.write_results` writer saving ``fig`` under its destination stem in every format."""
+    """A :func:`hcvdyn.results.writers.write_results` writer saving ``fig`` under its destination stem in every format."""
     from hcvdyn.results.plotstyle import save_figure
 
     return lambda dest: save_figure(fig, dest, formats)

@@ -1,7 +1,7 @@
 """Publication figures. Each function takes plain result objects and returns a matplotlib Figure.
 
 matplotlib is imported inside the functions, so the numerical package never needs it. One style for
-all figures (:mod:`hcvdyn.plotstyle`): the Okabe-Ito colour-blind-safe palette, axes labelled with units,
+all figures (:mod:`hcvdyn.results.plotstyle`): the Okabe-Ito colour-blind-safe palette, axes labelled with units,
 viral loads in log10 IU/mL with the assay limit drawn. The figures of a fit live in :mod:`hcvdyn.plots_fit`
 and are re-exported here; this module holds those of simulated arms, outcomes, synergy and scenarios.
 """
@@ -30,7 +30,7 @@ __all__ = [
 def plot_arms(sim):
     """Figure: typical-patient viral load per arm (a) and, for the arm with most drugs, the effects over 2 weeks (b).
 
-    ``sim`` is a :class:`hcvdyn.trial.ArmSimulation`.
+    ``sim`` is a :class:`hcvdyn.analysis.arms.ArmSimulation`.
     """
     matplotlib, plt = pyplot()
     with matplotlib.rc_context(style()):
@@ -177,7 +177,7 @@ def plot_waterfall(drops, evr_threshold: float = 2.0, censored=None, week: int =
 
 
 def plot_pk_efficacy(sim, arm: str | None = None, days: float | None = 14.0):
-    """Concentration (left) and effect (right) of each drug of an arm over time, from :func:`hcvdyn.trial.simulate_arms`."""
+    """Concentration (left) and effect (right) of each drug of an arm over time, from :func:`hcvdyn.analysis.arms.simulate_arms`."""
     matplotlib, plt = pyplot()
     from hcvdyn.model.drugs import DRUGS
 
@@ -211,7 +211,7 @@ def plot_pk_efficacy(sim, arm: str | None = None, days: float | None = 14.0):
 
 def plot_synergy(x, surface, bliss, psi: float, psi_interval=(math.nan, math.nan), names=("drug A", "drug B"),
                  point=None, levels=(0.5, 0.8, 0.9, 0.95)):
-    """Isobologram (a) and excess over Bliss (b) of a drug pair, from :func:`hcvdyn.synergy.interaction_surface`.
+    """Isobologram (a) and excess over Bliss (b) of a drug pair, from :func:`hcvdyn.analysis.synergy.interaction_surface`.
 
     x: concentrations in EC50 units (log grid); surface / bliss: (n, n) combined effect at psi and at 0 (rows:
     drug A). point: (x_A, x_B) of the fitted exposures, marked on both panels. Each fitted isobole is labelled
@@ -276,7 +276,7 @@ def _isobole_label_points(contours, limits, avoid=(), apart=(0.14, 0.08)) -> dic
 def plot_scenarios(rows, reference: str):
     """Scenario comparison: difference from the reference arm in mean week-12 decline and in % EVR, 95% CI.
 
-    rows: :func:`hcvdyn.trial.compare_arms` output (keys scenario, diff_mean_drop(_lo/_hi), diff_pct_evr(_lo/_hi)).
+    rows: :func:`hcvdyn.analysis.virtual_trial.compare_arms` output (keys scenario, diff_mean_drop(_lo/_hi), diff_pct_evr(_lo/_hi)).
     """
     matplotlib, plt = pyplot()
     if not rows:

@@ -1,6 +1,6 @@
 """Figures of a fit: patient fits with prediction bands, visual predictive check, forest plot, profile likelihoods.
 
-Each function takes plain results and returns a matplotlib Figure, in the house style of :mod:`hcvdyn.plotstyle`.
+Each function takes plain results and returns a matplotlib Figure, in the house style of :mod:`hcvdyn.results.plotstyle`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = ["plot_patient_fits", "plot_vpc", "plot_forest", "plot_profiles"]
 def plot_patient_fits(patients, curves, ncols: int = 6, max_patients: int | None = None, colors=None):
     """Grid of patients: samples, fitted curve and 95% prediction band (log10 IU/mL vs days).
 
-    patients: :class:`hcvdyn.data.PatientData` sequence. curves: id -> (t_days, fitted, lower, upper) with
+    patients: :class:`hcvdyn.estimate.data.PatientData` sequence. curves: id -> (t_days, fitted, lower, upper) with
     the band's limits (NaN to omit). Censored samples are open triangles at their limit; the limit is dotted.
     """
     matplotlib, plt = pyplot()
@@ -125,7 +125,7 @@ def plot_profiles(traces, level: float = 0.95):
     """Profile likelihoods: Delta(-2 log L) against each parameter, with the chi-square cut-off and the limits.
 
     traces: name -> dict(theta, delta, estimate, interval, unit): the profile evaluated at ``theta`` (for a
-    smooth curve, a grid over the interval, :func:`hcvdyn.fit.profile_grid`); drawn as a line through those
+    smooth curve, a grid over the interval, :func:`hcvdyn.estimate.profile.profile_grid`); drawn as a line through those
     points with the estimate (Delta = 0) added.
     """
     from scipy.stats import chi2

@@ -11,19 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hcvdyn.model.drugs import DRUGS
+
 __all__ = ["OKABE_ITO", "EFFECT_COLORS", "EFFECT_LABELS", "VL_LABEL", "DROP_LABEL", "style", "arm_colors", "save_figure",
            "pyplot", "draw_lloq", "mark_samples", "wrap_to_width"]
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 EFFECT_COLORS = {"eps": "#CC79A7", "eta": "#999999", "rho": "#56B4E9", "phi": "#E69F00", "sigma": "#000000"}
-EFFECT_LABELS = {
-    "eps": r"$\varepsilon$ (IFN: production block)",
-    "eta": r"$\eta$ (IFN: infection block)",
-    "rho": r"$\rho$ (RBV: non-infectious fraction)",
-    "phi": r"$\varphi$ (celgosivir: non-infectious fraction)",
-    "sigma": r"$\sigma$ (celgosivir: secretion block)",
-}
+EFFECT_LABELS = {p.name: f"{p.label()}: {p.description}" for d in DRUGS.values() for p in d.constant_params}  # from the declarations
 
 
 def style() -> dict:

@@ -1,10 +1,11 @@
-"""Result tables of a whole-trial fit, the figures drawn from them, and the Markdown report.
+"""The report of a whole-trial fit: fit, synergy, outcomes, VPC and scenarios written to result files, the
+figures drawn from those files, and the Markdown report formatted from them.
 
 Everything the report states is first written to a result file (CSV or JSON) and then formatted from that
 same value; each table of ``report.md`` names its file. ``hcvdyn figures FOLDER`` redraws the figures of a
 fit or report folder from its files alone (:func:`figures_from_folder`).
 
-Folder written by :func:`make_report` (all or nothing, see :func:`hcvdyn.io.write_results`)::
+Folder written by :func:`make_report` (all or nothing, see :func:`hcvdyn.results.writers.write_results`)::
 
     report.md            the report
     result.json          fit: version, inputs with sha256, model, options, estimates, covariance, profiles

@@ -14,7 +14,7 @@ __all__ = ["fit_tables", "fit_curves_rows", "observed_at", "outcome_tables", "me
 
 
 def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
-    """(parameter rows, result.json content) of a whole-trial fit of ``spec`` (a :class:`hcvdyn.io.FitSpec`)."""
+    """(parameter rows, result.json content) of a whole-trial fit of ``spec`` (a :class:`hcvdyn.estimate.fitspec.FitSpec`)."""
     from hcvdyn.files import file_sha256
     from hcvdyn.version import __version__
 
@@ -81,7 +81,7 @@ def outcome_tables(data, bands, defs) -> tuple[list[dict], list[dict]]:
     """Per-patient and per-arm outcomes: observed (data at weeks 4 and 12) and predicted (fitted curves).
 
     Observed: decline from the day-0 sample; a censored sample counts at its limit (a lower bound of the
-    decline) and is undetectable for RVR / cEVR. Predicted: :func:`hcvdyn.outcomes.patient_outcomes` of the
+    decline) and is undetectable for RVR / cEVR. Predicted: :func:`hcvdyn.analysis.outcomes.patient_outcomes` of the
     fitted curve. Per arm, observed rates are over patients with a sample that week (dropouts left out).
     """
     from hcvdyn.analysis.outcomes import classify, patient_outcomes
