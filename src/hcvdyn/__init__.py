@@ -1,43 +1,50 @@
 """hcvdyn: hepatitis C viral-kinetic models under interferon, ribavirin and alpha-glucosidase inhibitors.
 
 64-bit floats are switched on at import: viral loads span ten orders of magnitude and the
-forward-mode gradients are checked to 1e-5 relative.
+forward-mode gradients are checked to 1e-5 relative. The names below are the public API, re-exported from the
+layer that defines each (docs/architecture.md); import them from ``hcvdyn``.
 """
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from hcvdyn.model.catalog import MODELS, get_model
-from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict
-from hcvdyn.model.drugs import DRUGS, Drug, get_drug
-from hcvdyn.model.hcv import HCVModel
-from hcvdyn.model.parameters import Param, ParamTable
-from hcvdyn.solve.adaptive import log10_load, simulate, simulate_batch, solve_log_states
-from hcvdyn.solve.options import SolverOptions, Trajectory
-from hcvdyn.solve.reference import simulate_scipy
-
-__version__ = "0.1.0"
+from hcvdyn.analysis.arms import ArmSimulation, simulate_arms  # noqa: E402
+from hcvdyn.analysis.outcomes import OutcomeDefinitions, classify, cure_day, patient_outcomes  # noqa: E402
+from hcvdyn.analysis.population import Population, load_population  # noqa: E402
+from hcvdyn.analysis.prediction import predict_patient  # noqa: E402
+from hcvdyn.analysis.scenarios import load_scenarios, run_scenarios  # noqa: E402
+from hcvdyn.analysis.synergy import estimate_synergy  # noqa: E402
+from hcvdyn.analysis.virtual_trial import VirtualTrial, compare_arms, run_virtual_trial  # noqa: E402
+from hcvdyn.estimate.data import Dataset, PatientData, read_viral_loads  # noqa: E402
+from hcvdyn.estimate.fit import PatientFit, TrialFit, fit_patient, fit_trial  # noqa: E402
+from hcvdyn.estimate.fitspec import FitSpec, load_fit_spec  # noqa: E402
+from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth  # noqa: E402
+from hcvdyn.model.catalog import MODELS, get_model  # noqa: E402
+from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict  # noqa: E402
+from hcvdyn.model.drugs import DRUGS, Drug, get_drug  # noqa: E402
+from hcvdyn.model.hcv import HCVModel  # noqa: E402
+from hcvdyn.model.library import ParameterSet, load_parameter_set  # noqa: E402
+from hcvdyn.model.parameters import Param, ParamTable  # noqa: E402
+from hcvdyn.model.trial_design import TrialSpec, load_trial  # noqa: E402
+from hcvdyn.solve.adaptive import exposure, log10_load, simulate, simulate_batch, solve_log_states  # noqa: E402
+from hcvdyn.solve.options import NumericalError, SolverOptions, Trajectory  # noqa: E402
+from hcvdyn.solve.reference import simulate_scipy  # noqa: E402
+from hcvdyn.version import __version__  # noqa: E402
 
 __all__ = [
-    "DRUGS",
-    "Drug",
-    "HCVModel",
-    "MODELS",
-    "Param",
-    "ParamTable",
-    "Regimen",
-    "SolverOptions",
-    "Trajectory",
-    "batch_dose_arrays",
-    "dose_arrays",
-    "get_drug",
-    "get_model",
-    "log10_load",
-    "regimen_from_dict",
-    "simulate",
-    "simulate_batch",
-    "simulate_scipy",
+    # model
+    "DRUGS", "Drug", "HCVModel", "MODELS", "Param", "ParamTable", "ParameterSet", "Regimen", "TrialSpec",
+    "batch_dose_arrays", "dose_arrays", "get_drug", "get_model", "load_parameter_set", "load_trial", "regimen_from_dict",
+    # solve
+    "NumericalError", "SolverOptions", "Trajectory", "exposure", "log10_load", "simulate", "simulate_batch", "simulate_scipy",
     "solve_log_states",
+    # estimate
+    "Dataset", "FitSpec", "PatientData", "PatientFit", "TrialFit", "fit_patient", "fit_trial", "generate_synthetic_trial",
+    "load_fit_spec", "load_truth", "read_viral_loads",
+    # analysis
+    "ArmSimulation", "OutcomeDefinitions", "Population", "VirtualTrial", "classify", "compare_arms", "cure_day",
+    "estimate_synergy", "load_population", "load_scenarios", "patient_outcomes", "predict_patient", "run_scenarios",
+    "run_virtual_trial", "simulate_arms",
     "__version__",
 ]
