@@ -243,3 +243,14 @@ def test_proliferation_gives_a_triphasic_decline():
     assert final < 1.3 * shoulder < 0  # the final phase is at least 30% steeper than the shoulder
     no_prolif = hcvdyn.simulate(pset.model, pset.params(r=0.0), t_obs=t)
     assert not np.allclose(no_prolif.log10_vl, tr.log10_vl, atol=1e-2)
+
+
+def test_step_count_of_the_main_job_course_is_capped():
+    """A cost regression fails here: the typical non-responder's 12-week triple course (the main job's patient,
+    default SolverOptions) took 6,039 adaptive steps when this cap was set, and may take at most 10% more."""
+    from hcvdyn.model.trial_design import load_trial
+
+    spec = load_trial("celgosivir_phase2")
+    ps = spec.parameter_set
+    tr = hcvdyn.simulate(ps.model, ps.params(), spec.arms["triple"], t_obs=np.array([0, 1, 2, 7, 14, 28, 56, 84.0]), weight_kg=70)
+    assert tr.ok and tr.num_steps <= 6650, tr.num_steps
