@@ -21,6 +21,7 @@ from scipy.stats import norm
 
 import hcvdyn
 from hcvdyn.estimate.data import Dataset, read_viral_loads
+from hcvdyn.estimate.design import Estimate
 from hcvdyn.estimate.fit import fit_trial
 from hcvdyn.files import load_toml
 from hcvdyn.solve.options import SolverOptions
@@ -80,7 +81,7 @@ def main(argv=None):
         fits[arm] = fit_trial(model, sub, {arm: ()}, individual=FREE, params={**by_arm[arm], **start}, sigma=sigma,
                               options=SolverOptions(atol=args.tol), max_nfev=400)
     jax_wall = time.perf_counter() - t0
-    ours = {p.id: {k: fits[p.arm].values[f"{k}__{p.id}"] for k in FREE} for p in data}
+    ours = {p.id: {k: fits[p.arm].values[Estimate(k, "individual", p.id).label] for k in FREE} for p in data}
 
     ref_pats = list(data)[: args.n_ref]
     t0 = time.perf_counter()

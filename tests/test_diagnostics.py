@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hcvdyn.estimate.data import PatientData
+from hcvdyn.estimate.design import Estimate
 from hcvdyn.estimate.diagnostics import prediction_bands, vpc
 from hcvdyn.estimate.fit import TrialFit
 from hcvdyn.model.catalog import get_model
@@ -25,8 +26,10 @@ def _hand_fit():
     pp = {pid: {**base, "log10_V0": values[f"log10_V0__{pid}"], "delta": values[f"delta__{pid}"], "eps": 0.85,
                 "rho": 0.0, "phi": 0.0} for pid in "AB"}
     cols = {pid: (f"log10_V0__{pid}", f"delta__{pid}", "eps") for pid in "AB"}
+    estimates = {**{f"{k}__{pid}": Estimate(k, "individual", pid) for pid in "AB" for k in ("log10_V0", "delta")},
+                 "eps": Estimate("eps", "shared")}
     fit = TrialFit(MODEL.name, values, dict(zip(values, sd)), 0.0, 0.0, 0.0, True, "", 10, 2, 0.2, 1, pp,
-                   covariance=cov, local_names=("log10_V0", "delta", "eps"), patient_columns=cols)
+                   covariance=cov, local_names=("log10_V0", "delta", "eps"), patient_columns=cols, estimates=estimates)
     lq = np.full(T.size, np.log10(15))
     data = [PatientData(pid, arm, T, np.full(T.size, 6.0), np.zeros(T.size, bool), lq, group="g") for pid, arm in (("A", "x"), ("B", "y"))]
     return fit, data

@@ -272,6 +272,7 @@ def test_bad_fit_input(kwargs, match):
 
 # ---- whole-trial fits ------------------------------------------------------------------------------
 from hcvdyn.estimate.data import Dataset
+from hcvdyn.estimate.design import FitDesign
 from hcvdyn.estimate.problem import build_trial_problem
 from hcvdyn.estimate.fit import fit_trial
 
@@ -300,9 +301,10 @@ TRIAL_SPEC = dict(individual=("log10_V0", "delta"), shared=("eps", "rho"), param
 
 
 def test_trial_jacobian_matches_central_differences(trial_data):
-    pars, residual, jacobian, n_obs, _ = build_trial_problem(
-        AGI, trial_data, {"triple": (), "control": ()}, per_arm={"phi": ["triple"]}, options=SolverOptions(atol=1e-11), **TRIAL_SPEC
+    problem = build_trial_problem(
+        AGI, trial_data, {"triple": (), "control": ()}, FitDesign(per_arm={"phi": ["triple"]}, options=SolverOptions(atol=1e-11), **TRIAL_SPEC)
     )
+    pars, residual, jacobian, n_obs = problem.parameters(), problem.residual, problem.jacobian, problem.n_obs
     j = jacobian(pars)
     names = [n for n in pars if pars[n].vary]
     assert j.shape == (n_obs, len(names)) == (n_obs, 40 * 2 + 3)
@@ -395,8 +397,8 @@ def test_noise_free_trial_is_recovered_exactly(tmp_path):
     generate_synthetic_trial(tmp_path / "t.toml", tmp_path / "d.csv")
     spec = load_fit_spec(SPEC)
     ds = read_viral_loads(tmp_path / "d.csv")
-    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, individual=spec.individual, shared=spec.shared,
-                    params=spec.params, sigma=0.001, options=SolverOptions(atol=1e-9), max_nfev=400)
+    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, individual=spec.design.individual, shared=spec.design.shared,
+                    params=spec.design.params, sigma=0.001, options=SolverOptions(atol=1e-9), max_nfev=400)
     arms = load_toml(TRUTH_FILE)["arms"]
     assert fit.success
     for name, arm in (("eps", "triple"), ("rho", "control"), ("phi", "double")):
@@ -414,8 +416,9 @@ def test_bundled_trial_fit_with_profile_intervals_and_estimated_residual_sd():
     """
     spec = load_fit_spec(SPEC)
     ds = read_viral_loads(spec.data_path)
-    kw = dict(individual=spec.individual, shared=spec.shared, params=spec.params, options=SolverOptions(atol=spec.atol))
-    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, sigma=spec.sigma, profile=("rho",), profile_points=0, **kw)
+    kw = dict(individual=spec.design.individual, shared=spec.design.shared, params=spec.design.params,
+              options=SolverOptions(atol=spec.design.options.atol))
+    fit = fit_trial(spec.model, ds, {a: () for a in ds.arms}, sigma=spec.design.sigma, profile=("rho",), profile_points=0, **kw)
     arms = load_toml(TRUTH_FILE)["arms"]
     assert fit.success, fit.message
     for name, arm in (("eps", "triple"), ("rho", "control"), ("phi", "double")):

@@ -153,8 +153,8 @@ def test_bundled_fit_spec_loads():
     from hcvdyn.estimate.fitspec import load_fit_spec
 
     spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/phase2_synthetic.toml")
-    assert spec.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
-    assert spec.bounds == {"delta": (1e-3, 2.0)} and spec.sigma == 0.2
+    assert spec.design.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
+    assert spec.design.bounds == {"delta": (1e-3, 2.0)} and spec.design.sigma == 0.2
 
 
 def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
@@ -166,6 +166,6 @@ def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
     with pytest.raises(ValueError, match=r"give a trial .* or a \[dose_cmt\] table"):
         load_fit_spec(write(tmp_path, text, name="a.toml"))
     spec = load_fit_spec(write(tmp_path, text + '[dose_cmt]\n2 = "rbv"\n[options]\nn_starts = 3\nseed = 4\n', name="b.toml"))
-    assert spec.dose_cmt == {2: "ribavirin"} and (spec.n_starts, spec.seed) == (3, 4) and not spec.estimate_sigma
+    assert spec.dose_cmt == {2: "ribavirin"} and (spec.design.n_starts, spec.design.seed) == (3, 4) and not spec.design.estimate_sigma
     (p,) = spec.read_data().patients
     assert [d.drug for d in p.doses] == ["ribavirin"] and p.doses[0].times == (0.0, 0.5, 1.0, 1.5)

@@ -72,8 +72,9 @@ def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
 
     generate_synthetic_trial(TRUTH, tmp_path / "r.csv", seed=3)
     spec, data = load_fit_spec(spec_file), read_viral_loads(tmp_path / "r.csv")
-    fit = fit_trial(spec.model, data, {a: () for a in data.arms}, spec.individual, spec.shared, spec.per_arm, spec.params,
-                    sigma=spec.sigma, options=SolverOptions(atol=spec.atol), bounds=spec.bounds, estimate_sigma=True)
+    d = spec.design
+    fit = fit_trial(spec.model, data, {a: () for a in data.arms}, individual=d.individual, shared=d.shared, per_arm=d.per_arm,
+                    params=d.params, sigma=d.sigma, options=SolverOptions(atol=d.options.atol), bounds=d.bounds, estimate_sigma=True)
     assert fit.values["rho"] == pytest.approx(float(rows[0]["rho"]), rel=1e-6)
     assert fit.sigma == pytest.approx(float(rows[0]["residual_sd"]), rel=1e-6)
     assert main(["sse", str(spec_file), "--n", "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 2

@@ -23,11 +23,12 @@ the index of the same exposures at psi = 0: a CI below 1 means synergy beyond Bl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from hcvdyn.estimate.design import Estimate, FitDesign, design_of
 from hcvdyn.estimate.fit import TrialFit, fit_trial
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.kinetics import shift_odds
@@ -73,7 +74,7 @@ def verdict(lo: float, hi: float, margin: float | None = None) -> str:
 
 
 def _value(values: Mapping[str, float], name: str, arm: str, fallback: Mapping[str, float]) -> float:
-    for key in (f"{name}__{arm}", name):
+    for key in (Estimate(name, "per_arm", arm).label, Estimate(name, "shared").label):
         if key in values:
             return float(values[key])
     return float(fallback[name])
@@ -119,43 +120,38 @@ def estimate_synergy(
     model: HCVModel,
     dataset,
     regimens_by_arm: Mapping[str, Sequence],
-    individual: Sequence[str],
-    shared: Sequence[str] | Mapping[str, Sequence[str]] = (),
-    per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
-    params: Mapping[str, float] | None = None,
+    design: FitDesign | None = None,
+    *,
     arm: str | None = None,
     level: float = 0.95,
     margin: float | None = None,
     concentrations: Mapping[str, float] | None = None,
     null: TrialFit | None = None,
-    **fit_kw,
+    **design_fields,
 ) -> SynergyResult:
     """Fit the trial with psi = 0 and with psi free; test, interval, Loewe index and verdict.
 
+    design: the fit's free parameters and options (:class:`FitDesign`, or its fields as keyword arguments, as
+    :func:`hcvdyn.estimate.fit.fit_trial`); psi must not be among the free ones, nor non-zero in ``params``.
     arm: the arm whose fitted exposures the Loewe index uses (default: the first arm of the data that
     receives both drugs of the pair, judged by its regimens or, in constant mode, by the effects estimated
     in it). concentrations: average concentrations of PK-mode pair drugs in that arm (drug -> conc_unit).
     null: the same fit with psi = 0 when it is already done (its objective is reused).
-    Other arguments as :func:`hcvdyn.estimate.fit.fit_trial`; psi must not be among them.
     """
     if model.interaction is None:
         raise ValueError(f"model {model.name} has no interaction pair; use one of the models with psi (docs/models.md)")
-    names = list(shared) + list(per_arm) + list(individual)
-    if "psi" in names:
+    design = design_of(design, design_fields, "estimate_synergy")
+    if "psi" in design.free:
         raise ValueError("estimate_synergy: leave psi out of individual/shared/per_arm; it is estimated here")
-    params = dict(params or {})
+    params = dict(design.params)
     if params.get("psi", 0.0) != 0.0:
         raise ValueError(f"estimate_synergy: psi = {params['psi']} in params; the null fit needs psi = 0")
     if null is None:
-        null = fit_trial(model, dataset, regimens_by_arm, individual, shared, per_arm, {**params, "psi": 0.0}, **fit_kw)
-    shared_full = dict(shared) if isinstance(shared, Mapping) else list(shared)
-    if isinstance(shared_full, dict):
-        shared_full["psi"] = tuple(dict.fromkeys(p.arm for p in dataset))
-    else:
-        shared_full.append("psi")
-    start = {**params, **{k: v for k, v in null.values.items() if "__" not in k}, "psi": 0.0}
-    full = fit_trial(model, dataset, regimens_by_arm, individual, shared_full, per_arm, start, profile=["psi"], level=level,
-                     **{"profile_points": 0, **fit_kw})  # the interval only: no curve for a figure
+        null = fit_trial(model, dataset, regimens_by_arm, replace(design, params={**params, "psi": 0.0}))
+    start = {**params, **{e.name: null.values[n] for n, e in null.estimates.items() if e.kind == "shared"}, "psi": 0.0}
+    full_design = replace(design, shared={**design.shared, "psi": None}, params=start)  # psi: one value in every arm
+    full = fit_trial(model, dataset, regimens_by_arm, full_design, profile=["psi"], level=level,
+                     profile_points=0)  # the interval only: no curve for a figure
     lrt = max(0.0, null.objective - full.objective)
     from scipy.stats import chi2
 
@@ -164,7 +160,7 @@ def estimate_synergy(
     lo, hi = full.profile["psi"]
     fixed = model.defaults(**params)
     if arm is None:
-        arm = _both_drugs_arm(model, dataset, regimens_by_arm, full.values, per_arm, shared)
+        arm = _both_drugs_arm(model, dataset, regimens_by_arm, design)
     ci = loewe_index(model, full.values, arm, fixed, psi, concentrations)
     ends = [loewe_index(model, full.values, arm, fixed, x, concentrations) if math.isfinite(x) else math.nan for x in (lo, hi)]
     ci_lo, ci_hi = (min(ends), max(ends)) if all(math.isfinite(e) for e in ends) else (math.nan, math.nan)
@@ -175,21 +171,18 @@ def estimate_synergy(
     return SynergyResult(psi, (lo, hi), level, lrt, p_value, ci, (ci_lo, ci_hi), verdict(lo, hi, margin), arm, full, null, notes, ci_bliss)
 
 
-def _both_drugs_arm(model, dataset, regimens_by_arm, values, per_arm, shared) -> str:
+def _both_drugs_arm(model, dataset, regimens_by_arm, design: FitDesign) -> str:
     arms = list(dict.fromkeys(p.arm for p in dataset))
+    design = design.check(model, arms)  # every shared and per-arm parameter with its arms named
     a, b = model.interaction
     for arm in arms:
         drugs = {r.drug for r in regimens_by_arm.get(arm, ())}
         if {a, b} <= drugs:
             return arm
+
     # constant mode: the arm in which both drugs' primary effects are estimated
     def estimated_in(effect):
-        for spec in (per_arm, shared):
-            if isinstance(spec, Mapping) and effect in spec:
-                return set(spec[effect])
-            if not isinstance(spec, Mapping) and effect in spec:
-                return set(arms)
-        return set()
+        return set(design.per_arm.get(effect) or design.shared.get(effect) or ())
 
     ea = estimated_in(next(d for d, _ in model.drug_objs if d.name == a).effects[0])
     eb = estimated_in(next(d for d, _ in model.drug_objs if d.name == b).effects[0])

@@ -24,13 +24,12 @@ def cmd_fit(args) -> int:
     spec = load_fit_spec(args.spec)
     out = results_folder(args, spec.name)
     data = spec.read_data()
-    regs, kw = spec.regimens_for(data), spec.fit_options()
+    regs, design = spec.regimens_for(data), spec.design
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
-    fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params,
-                    profile=tuple(n for n in (args.profile or "").split(",") if n), **kw)
+    fit = fit_trial(spec.model, data, regs, design, profile=tuple(n for n in (args.profile or "").split(",") if n))
     rows, meta = fit_tables(spec, data, fit)
     last = max(p.t_days[-1] for p in data)
-    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), spec.weight_kg, kw["options"])
+    bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), design.weight_kg, design.options)
     write_results(
         out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands))},
         force=args.force,

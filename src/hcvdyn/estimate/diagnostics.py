@@ -157,7 +157,7 @@ def vpc(
     arms_of = np.array([p.arm for p in pats])
     groups = np.array([p.group for p in pats])
     rng = np.random.default_rng(seed)
-    individual = [k for k in names if all(f"{k}__{p.id}" in fit.values for p in pats)]
+    individual = [k for k in names if k in {e.name for e in fit.estimates.values() if e.kind == "individual"}]
     ind_idx = [names.index(k) for k in individual]
     declared = [model.params[k] for k in individual]  # each varies on its declared scale (Param.scale)
     group_stats = {}
@@ -166,11 +166,10 @@ def vpc(
         cov = np.cov(est, rowvar=False).reshape(len(individual), len(individual)) if est.shape[0] > 1 else np.zeros((len(individual),) * 2)
         group_stats[g] = (est.mean(0), cov)
     order = {n: i for i, n in enumerate(fit.values)}
-    pop_names = [n for n in fit.values if not any(n.endswith(f"__{p.id}") for p in pats)]
+    pop_names = [n for n in fit.values if fit.estimates[n].kind != "individual"]
     pop_idx = [order[n] for n in pop_names]
     pop_mean = np.array([fit.values[n] for n in pop_names])
     pop_cov = np.nan_to_num(fit.covariance[np.ix_(pop_idx, pop_idx)]) if pop_idx else np.zeros((0, 0))
-    f, _ = _curve_fns(model, names, options)
     f, _ = _curve_fns(model, names, options)
 
     def draw(rows):

@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from hcvdyn.estimate.data import PatientData
+from hcvdyn.estimate.design import Estimate, FitDesign, design_of
 from hcvdyn.estimate.likelihood import PAD_TO, jacobian_and_residuals_fn, once_per_point, raw_errors, residual_sd_mle
 from hcvdyn.estimate.optimize import best_of, check_bounds, draw_start, draw_starts, minimize_least_squares, pad_patients
-from hcvdyn.estimate.problem import build_trial_problem
+from hcvdyn.estimate.problem import TrialProblem, build_trial_problem
 from hcvdyn.estimate.profile import profile_curve, profile_grid, profile_interval, wald_interval
 from hcvdyn.model.dosing import Regimen, dose_arrays
 from hcvdyn.model.hcv import HCVModel
@@ -43,6 +44,9 @@ __all__ = [
     "TrialFit",
     "fit_trial",
     "build_trial_problem",
+    "TrialProblem",
+    "FitDesign",
+    "Estimate",
     "profile_interval",
     "profile_curve",
     "profile_grid",
@@ -164,7 +168,8 @@ def fit_patient(
 
 @dataclass(frozen=True)
 class TrialFit:
-    """Result of a whole-trial fit. Names: ``k`` (shared by all), ``k__ARM`` (per arm), ``k__ID`` (per patient)."""
+    """Result of a whole-trial fit. ``values`` and ``stderr`` are keyed by the lmfit name (:attr:`Estimate.label`:
+    ``k`` shared by all, ``k__ARM`` per arm, ``k__ID`` per patient); ``estimates`` says whose each one is."""
 
     model: str
     values: Mapping[str, float]
@@ -182,13 +187,14 @@ class TrialFit:
     profile: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     covariance: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # of ``values``, in their order
     local_names: tuple[str, ...] = ()  # model parameters that vary between patients or arms
-    patient_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # id -> global name of each local one
+    patient_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # id -> label of each local one
     profile_trace: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)  # (theta, delta -2logL)
     start_objectives: tuple[float, ...] = ()  # -2 log L (+const) reached from each start (inf: that start failed)
     refined: tuple[str, ...] = ()  # patients refitted alone after the joint fit stalled far from their optimum
     sigma_se: float = math.nan  # standard error of ``sigma`` when it was estimated (``estimate_sigma``)
     sigma_estimated: bool = False
     declared: Mapping[str, Param] = field(default_factory=dict)  # declared row (bounds, scale) of each estimated value
+    estimates: Mapping[str, Estimate] = field(default_factory=dict)  # label -> whose value it is, for each of ``values``
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Wald interval from the standard error, on the parameter's declared scale (:func:`wald_interval`)."""
@@ -199,47 +205,31 @@ def fit_trial(
     model: HCVModel,
     dataset,
     regimens_by_arm: Mapping[str, Sequence[Regimen]],
-    individual: Sequence[str],
-    shared: Sequence[str] | Mapping[str, Sequence[str]] = (),
-    per_arm: Sequence[str] | Mapping[str, Sequence[str]] = (),
-    params: Mapping[str, float] | None = None,
-    sigma: float = 0.2,
-    weight_kg: float = 70.0,
-    options: SolverOptions = SolverOptions(atol=1e-7),
-    outside: Mapping[str, float] | None = None,
-    bounds: Mapping[str, tuple[float, float]] | None = None,
-    max_nfev: int = 200,
+    design: FitDesign | None = None,
+    *,
     profile: Sequence[str] = (),
     level: float = 0.95,
     profile_points: int = 15,
-    n_starts: int = 1,
-    seed: int = 0,
-    estimate_sigma: bool = False,
+    **design_fields,
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
 
     regimens_by_arm: each arm's regimens; a patient with dose records in its data (``PatientData.doses``,
         NONMEM dose rows) is dosed by those instead.
-    individual: parameters estimated per patient (e.g. log10_V0, delta).
-    shared: one value for all patients (e.g. a drug's EC50), or a mapping name -> arms in which that one
-        value applies (fixed in the other arms, e.g. ribavirin's rho where ribavirin is not given).
-    per_arm: one value per arm (e.g. eps), or a mapping name -> arms in which it is estimated (fixed in
-        the other arms, e.g. celgosivir's phi = 0 under placebo).
-    bounds: per-parameter (lower, upper) narrowing the declared admissible range.
-    outside: value of such a parameter in the arms where it is not estimated; default 0 for the
-    constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else the start.
-    profile: estimated parameters (global names, e.g. "eps" or "delta__p3") that also get a
+    design: the free parameters (individual, shared, per_arm) and options (:class:`FitDesign`); without it,
+        the keyword arguments are its fields (``fit_trial(model, data, regs, individual=..., sigma=...)``).
+    profile: estimated parameters (labels, e.g. "eps" or "delta__p3") that also get a
     profile-likelihood interval at ``level`` (``TrialFit.profile``), see :func:`profile_interval`; the
     profile is also evaluated at ``profile_points`` values over and around that interval (:func:`profile_grid`,
     :func:`profile_curve`; 0: none), and ``TrialFit.profile_trace`` holds every value evaluated, for figures.
-    n_starts > 1 refits from further starts in which the shared and per-arm values are drawn within their
+    ``n_starts`` > 1 refits from further starts in which the shared and per-arm values are drawn within their
     bounds (seeded by ``seed``, see :func:`draw_start`; per-patient starts stay at ``params``, where every
     patient has a chronic steady state) and keeps the best; ``TrialFit.start_objectives`` holds each
     start's -2 log L, so a spread shows local optima.
     After each joint fit, patients whose -2 log L exceeds the 99% chi-square quantile of their sample count
     are refitted alone (others fixed) and, if that improves them, the joint fit is repeated from there
-    (``TrialFit.refined`` names them; see ``local.refine`` of :func:`build_trial_problem`).
-    sigma: the residual SD (log10 IU/mL); with ``estimate_sigma`` its starting value, and the fit alternates
+    (``TrialFit.refined`` names them; see :meth:`TrialProblem.refine`).
+    ``sigma``: the residual SD (log10 IU/mL); with ``estimate_sigma`` its starting value, and the fit alternates
     between the structural parameters at fixed sigma and sigma at fixed predictions (:func:`residual_sd_mle`,
     degrees-of-freedom corrected) until sigma changes by less than 1e-4 relative. ``sigma`` is then that
     estimate (``sigma_se`` its SE), and the SEs and profiles are those at it; ``objective`` is -2 log L with
@@ -249,51 +239,50 @@ def fit_trial(
     Jacobian blocks of all patients come from one jitted, vmapped call; the full Jacobian is assembled
     from the per-patient blocks.
     """
-    def problem(s):
-        return build_trial_problem(model, dataset, regimens_by_arm, individual, shared, per_arm, params, s, weight_kg, options,
-                                   outside, bounds)
-
-    pars, residual, jacobian, n_obs, local = problem(sigma)
-    if n_starts < 1:
-        raise ValueError(f"fit_trial: n_starts = {n_starts} must be >= 1")
-    rng = np.random.default_rng(seed)
+    problem = build_trial_problem(model, dataset, regimens_by_arm, design_of(design, design_fields, "fit_trial"))
+    design = problem.design
+    sigma, max_nfev = design.sigma, design.max_nfev
+    pars = problem.parameters()
+    rng = np.random.default_rng(design.seed)
     refined: set[str] = set()
 
     def starts():
         yield pars.copy()
-        for _ in range(n_starts - 1):
+        for _ in range(design.n_starts - 1):
             start = pars.copy()
-            for n in local.shared_names:
-                if start[n].vary:
-                    start[n].set(value=draw_start(model.params[n.split("__")[0]], pars[n].value, start[n].min, start[n].max, rng))
+            for e, n in zip(problem.estimates, problem.labels):
+                if e.kind != "individual" and start[n].vary:
+                    start[n].set(value=draw_start(model.params[e.name], pars[n].value, start[n].min, start[n].max, rng))
             yield start
 
     def polish(cand):
         for _ in range(3):  # patients stalled far from their own optimum: refit them alone, then the trial again
-            polished, improved = local.refine(cand.params, cand.residual)
+            polished, improved = problem.refine(cand.params, cand.residual)
             if not improved:
                 break
             refined.update(improved)
-            again = minimize_least_squares(residual, jacobian, polished, max_nfev)
+            again = minimize_least_squares(problem.residual, problem.jacobian, polished, max_nfev)
             if again.chisqr >= cand.chisqr:
                 break
             cand = again
         return cand
 
-    out, objectives = best_of(residual, jacobian, starts(), max_nfev, "fit_trial", polish)
+    out, objectives = best_of(problem.residual, problem.jacobian, starts(), max_nfev, "fit_trial", polish)
     sigma_se, sigma_note, m2ll = math.nan, "", float(out.chisqr)
-    if estimate_sigma:
+    if design.estimate_sigma:
         n_par, sigma_note = len(out.var_names), "; residual SD not converged in 20 rounds"
         for _ in range(20):
-            new_sigma, sigma_se, m2ll = residual_sd_mle(*raw_errors(out.residual, local.censored, sigma), n_par=n_par)
+            new_sigma, sigma_se, m2ll = residual_sd_mle(*raw_errors(out.residual, problem.censored, sigma), n_par=n_par)
             if abs(new_sigma - sigma) <= 1e-4 * sigma:
                 sigma_note = ""
                 break
             sigma = new_sigma
-            pars, residual, jacobian, _, local = problem(sigma)  # same shapes: nothing is compiled again
+            problem = problem.with_sigma(sigma)  # same shapes: nothing is compiled again
+            pars = problem.parameters()
             for n in out.var_names:
                 pars[n].set(value=out.params[n].value)
-            out = polish(minimize_least_squares(residual, jacobian, pars, max_nfev))
+            out = polish(minimize_least_squares(problem.residual, problem.jacobian, pars, max_nfev))
+    residual, jacobian = problem.residual, problem.jacobian
     vals = {n: float(out.params[n].value) for n in out.params if out.params[n].vary}
     cov = np.full((len(vals), len(vals)), np.nan)
     if out.covar is not None and list(out.var_names) == list(vals):
@@ -318,16 +307,17 @@ def fit_trial(
         for n, lims in intervals.items():
             grid = profile_grid(vals[n], lims, (out.params[n].min, out.params[n].max), profile_points)
             traces[n] += profile_curve(residual, jacobian, out, n, grid, max_nfev)
-    k = len(vals) + int(estimate_sigma)
+    k = len(vals) + int(design.estimate_sigma)
+    estimates = {n: problem.by_label[n] for n in vals}
     return TrialFit(
         model=model.name, values=vals, stderr=se, objective=m2ll,
-        aic=m2ll + 2 * k, bic=m2ll + k * math.log(n_obs),
+        aic=m2ll + 2 * k, bic=m2ll + k * math.log(problem.n_obs),
         success=success, message=out.message + sigma_note if success else f"not converged or singular: {out.message}{sigma_note}",
-        n_obs=n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
-        patient_params=local(out.params),
+        n_obs=problem.n_obs, n_patients=len(dataset), sigma=sigma, nfev=int(out.nfev),
+        patient_params=problem.patient_params(out.params),
         profile=intervals,
-        covariance=cov, local_names=local.names, patient_columns=local.columns,
+        covariance=cov, local_names=problem.names, patient_columns=problem.patient_columns,
         profile_trace={n: (tuple(t for t, _ in sorted(tr)), tuple(d for _, d in sorted(tr))) for n, tr in traces.items()},
-        start_objectives=tuple(objectives), refined=tuple(sorted(refined)), sigma_se=sigma_se, sigma_estimated=bool(estimate_sigma),
-        declared={n: model.params[n.split("__")[0]] for n in vals},
+        start_objectives=tuple(objectives), refined=tuple(sorted(refined)), sigma_se=sigma_se,
+        sigma_estimated=bool(design.estimate_sigma), declared={n: model.params[e.name] for n, e in estimates.items()}, estimates=estimates,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from hcvdyn.estimate.design import FitDesign
 from hcvdyn.files import check_keys, find_fit_spec, find_model_file, load_toml, require
 from hcvdyn.model.catalog import get_model
 from hcvdyn.model.dosing import Regimen
@@ -16,45 +17,28 @@ from hcvdyn.model.drugs import get_drug
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.parameters import check_values
 from hcvdyn.model.trial_design import load_trial
+from hcvdyn.solve.options import SolverOptions
 
 __all__ = ["FitSpec", "load_fit_spec"]
 
 
 @dataclass(frozen=True)
 class FitSpec:
-    """A whole-trial fit specification (``fits/NAME.toml``); see docs/fitting.md."""
+    """A whole-trial fit specification (``fits/NAME.toml``; see docs/fitting.md): its data, model, arms' regimens
+    and the fit's :class:`FitDesign` (``[parameters]``, ``[free]``, ``[outside]``, ``[bounds]``, ``[options]``)."""
 
     name: str
     path: str
     data_path: str
     model: HCVModel
-    params: Mapping[str, float]
-    individual: tuple[str, ...]
-    shared: Mapping[str, tuple[str, ...]]
-    per_arm: Mapping[str, tuple[str, ...]]
-    outside: Mapping[str, float]
+    design: FitDesign
     regimens_by_arm: Mapping[str, tuple[Regimen, ...]]
-    sigma: float
-    atol: float
-    max_nfev: int
-    weight_kg: float
-    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     report: Mapping[str, str] = field(default_factory=dict)  # pk_trial, scenarios, truth (``hcvdyn report``)
-    n_starts: int = 1  # fit_trial's starts (the first from [parameters], the rest drawn with ``seed``)
-    seed: int = 0
     dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
-    estimate_sigma: bool = False  # [options] estimate_residual_sd: residual_sd is then the starting value
 
     def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
         """The arms' regimens for :func:`hcvdyn.estimate.fit.fit_trial`; no doses in any arm for a constant-mode model."""
         return self.regimens_by_arm or {a: () for a in data.arms}
-
-    def fit_options(self) -> dict:
-        """The keyword options of :func:`hcvdyn.estimate.fit.fit_trial` that this specification sets."""
-        from hcvdyn.solve.options import SolverOptions
-
-        return dict(sigma=self.sigma, weight_kg=self.weight_kg, options=SolverOptions(atol=self.atol), max_nfev=self.max_nfev,
-                    outside=self.outside, bounds=self.bounds, n_starts=self.n_starts, seed=self.seed, estimate_sigma=self.estimate_sigma)
 
     def read_data(self):
         """The specification's data file (:func:`hcvdyn.estimate.data.read_viral_loads`, dose rows read by ``dose_cmt``)."""
@@ -163,10 +147,12 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
         v = opts.get(k, least)
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
             raise ValueError(f"{where}: [options] {k} = {v!r} must be an integer >= {least}")
-    return FitSpec(
-        name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, params=params,
-        individual=individual, shared=shared, per_arm=per_arm, outside=outside, regimens_by_arm=regimens,
-        sigma=sigma, atol=float(opts.get("atol", 1e-7)), max_nfev=int(opts.get("max_nfev", 200)),
-        weight_kg=float(opts.get("weight_kg", 70.0)), bounds=bounds, report=_report_options(doc, path, where),
-        n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0), dose_cmt=dose_cmt, estimate_sigma=estimate_sigma,
-    )
+    try:
+        design = FitDesign(individual=individual, shared=shared, per_arm=per_arm, params=params, sigma=sigma,
+                           estimate_sigma=estimate_sigma, weight_kg=float(opts.get("weight_kg", 70.0)),
+                           options=SolverOptions(atol=float(opts.get("atol", 1e-7))), outside=outside, bounds=bounds,
+                           max_nfev=int(opts.get("max_nfev", 200)), n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return FitSpec(name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, design=design,
+                   regimens_by_arm=regimens, report=_report_options(doc, path, where), dose_cmt=dose_cmt)

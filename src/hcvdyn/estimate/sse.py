@@ -90,13 +90,13 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     if not (isinstance(n_replicates, int) and n_replicates >= 2):
         raise ValueError(f"recovery_study: n_replicates = {n_replicates!r} must be an integer >= 2")
     spec = load_fit_spec(spec_path)
-    names = [*spec.shared, *[f"{k}__{a}" for k, arms in spec.per_arm.items() for a in arms]]
     tr = load_truth(truth_path)
-    truth = tr.true_values(spec.shared, spec.per_arm)
+    estimates = spec.design.population_estimates(tuple(tr.arms))
+    truth = tr.true_values(estimates)
     if not truth:
-        raise ValueError(f"recovery_study: {truth_path} gives no true value for the estimated {names}")
+        raise ValueError(f"recovery_study: {truth_path} gives no true value for the estimated {[e.label for e in estimates]}")
     profiled = tuple(truth) if profile else ()
-    if spec.estimate_sigma:
+    if spec.design.estimate_sigma:
         truth["residual_sd"] = tr.sigma
     seeds = tuple(range(seed, seed + n_replicates))
     rows = []
@@ -114,8 +114,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                     print(f"replicate {i + 1}/{n_replicates} (seed {s}): {row['message']}", file=sys.stderr, flush=True)
                 continue
             try:
-                fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.individual, spec.shared, spec.per_arm,
-                                spec.params, profile=profiled, level=level, profile_points=0, **spec.fit_options())
+                fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.design, profile=profiled, level=level, profile_points=0)
             except (RuntimeError, ValueError) as e:
                 row.update(converged=False, message=str(e))
                 rows.append(row)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
+from hcvdyn.estimate.design import Estimate
 from hcvdyn.files import check_keys, file_sha256, load_toml, require
 from hcvdyn.model.catalog import get_model
 from hcvdyn.model.hcv import HCVModel
@@ -58,11 +59,14 @@ class SyntheticTruth:
             return vals.pop()
         return self.fixed.get(name)
 
-    def true_values(self, shared=(), per_arm: Mapping[str, tuple[str, ...]] | None = None) -> dict:
-        """{estimate label: true value} for shared names and per-arm (name, arms), where the truth gives one."""
-        out = {k: v for k in shared if (v := self.shared_value(k)) is not None}
-        for k, in_arms in (per_arm or {}).items():
-            out.update({f"{k}__{a}": self.arms[a][k] for a in in_arms if k in self.arms.get(a, {})})
+    def true_values(self, estimates: Iterable[Estimate]) -> dict[str, float]:
+        """{estimate label: true value} of shared and per-arm estimates, where the truth gives one."""
+        out = {}
+        for e in estimates:
+            if e.kind == "shared" and (v := self.shared_value(e.name)) is not None:
+                out[e.label] = v
+            elif e.kind == "per_arm" and e.name in self.arms.get(e.owner, {}):
+                out[e.label] = self.arms[e.owner][e.name]
         return out
 
 

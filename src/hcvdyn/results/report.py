@@ -77,24 +77,24 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; use --force to replace it")
     data = spec.read_data()
-    regs, kw = spec.regimens_for(data), spec.fit_options()
-    options = kw["options"]
-    shared_names = [*spec.shared, *[f"{k}__{a}" for k, arms in spec.per_arm.items() for a in arms]]
+    regs, design = spec.regimens_for(data), spec.design
+    options = design.options
+    shared_names = [e.label for e in design.population_estimates(data.arms)]
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
-    fit = fit_trial(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params, profile=shared_names, **kw)
+    fit = fit_trial(spec.model, data, regs, design, profile=shared_names)
     param_rows, meta = fit_tables(spec, data, fit)
     meta["report"] = {k: v for k, v in spec.report.items()}
     meta["report_options"] = {"n_vpc": n_vpc, "n_virtual": n_virtual, "seed": seed}
 
     _stage("prediction bands and outcomes", progress)
     grid = np.linspace(0.0, max(p.t_days[-1] for p in data), int(2 * max(p.t_days[-1] for p in data)) + 1)
-    bands = prediction_bands(spec.model, fit, data, regs, grid, spec.weight_kg, options)
+    bands = prediction_bands(spec.model, fit, data, regs, grid, design.weight_kg, options)
     lloq = float(np.median([p.lloq_log10[0] for p in data]))
     defs = OutcomeDefinitions(lloq_iu_ml=10**lloq)
     pat_rows, arm_rows = outcome_tables(data, bands, defs)
 
     _stage(f"visual predictive check ({n_vpc} replicate trials)", progress)
-    v = vpc(spec.model, fit, data, regs, n_vpc, seed, weight_kg=spec.weight_kg, options=options)
+    v = vpc(spec.model, fit, data, regs, n_vpc, seed, weight_kg=design.weight_kg, options=options)
     vpc_meta = {"n_replicates": v.n_replicates, "seed": v.seed, "percentiles": list(v.percentiles), "lloq_log10": v.lloq_log10,
                 "coverage": v.coverage, "redrawn": v.redrawn}
 
@@ -106,13 +106,13 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
 
         _stage("synergy: refit with psi free, profile and likelihood-ratio test", progress)
         try:
-            syn = estimate_synergy(spec.model, data, regs, spec.individual, spec.shared, spec.per_arm, spec.params, null=fit, **kw)
+            syn = estimate_synergy(spec.model, data, regs, design, null=fit)
         except ValueError as e:  # no arm with both drugs: psi not identifiable
             meta["synergy_skipped"] = str(e)
         if syn is not None:
             x, surf, bliss = interaction_surface(spec.model, syn.full.values, syn.psi)
             try:
-                terms = pair_terms(spec.model, syn.full.values, syn.arm, spec.model.defaults(**spec.params), None)
+                terms = pair_terms(spec.model, syn.full.values, syn.arm, design.start_values(spec.model), None)
                 point = [c / ec for c, ec, *_ in terms]
             except ValueError:
                 point = None
@@ -161,7 +161,7 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
     individual = [r for r in param_rows if r["kind"] == "individual"]
     by_group: list[dict] = []
     group_of = {p.id: p.group or "all" for p in data}
-    for base in spec.individual:
+    for base in spec.design.individual:
         for g in dict.fromkeys(group_of.values()):
             vals = np.array([r["value"] for r in individual if r["parameter"] == base and group_of[r["patient_or_arm"]] == g])
             by_group.append({"parameter": base, "group": g, "n": len(vals), "median": float(np.median(vals)),

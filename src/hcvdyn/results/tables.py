@@ -20,13 +20,13 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
 
     rows = []
     for name, value in fit.values.items():
-        base, _, owner = name.partition("__")
-        kind = "individual" if base in spec.individual else ("per_arm" if base in spec.per_arm else "shared")
+        e = fit.estimates[name]
         lo, hi = fit.interval(name)
         plo, phi_ = fit.profile.get(name, (math.nan, math.nan))
-        rows.append({"name": name, "parameter": base, "kind": kind, "patient_or_arm": owner, "value": value,
+        rows.append({"name": name, "parameter": e.name, "kind": e.kind, "patient_or_arm": e.owner or "", "value": value,
                      "stderr": fit.stderr[name], "wald95_low": lo, "wald95_high": hi, "profile95_low": plo,
-                     "profile95_high": phi_, "unit": spec.model.params[base].unit})
+                     "profile95_high": phi_, "unit": spec.model.params[e.name].unit})
+    design = spec.design
     meta = {
         "hcvdyn_version": __version__,
         "command": "fit",
@@ -34,11 +34,12 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
         "data": {"path": spec.data_path, "sha256": file_sha256(spec.data_path), "patients": len(data), "samples": fit.n_obs,
                  "censored": int(sum(p.censored.sum() for p in data))},
         "model": spec.model.name,
-        "free": {"individual": list(spec.individual), "shared": {k: list(v) for k, v in spec.shared.items()},
-                 "per_arm": {k: list(v) for k, v in spec.per_arm.items()}},
-        "options": {"residual_sd": spec.sigma, "atol": spec.atol, "max_nfev": spec.max_nfev, "likelihood": "M3 (Beal 2001)",
-                    "bounds": {k: list(v) for k, v in spec.bounds.items()}, "weight_kg": spec.weight_kg,
-                    "estimate_residual_sd": spec.estimate_sigma, "n_starts": spec.n_starts, "seed": spec.seed},
+        "free": {"individual": list(design.individual), "shared": {k: list(v) for k, v in design.shared.items()},
+                 "per_arm": {k: list(v) for k, v in design.per_arm.items()}},
+        "options": {"residual_sd": design.sigma, "atol": design.options.atol, "max_nfev": design.max_nfev,
+                    "likelihood": "M3 (Beal 2001)", "bounds": {k: list(v) for k, v in design.bounds.items()},
+                    "weight_kg": design.weight_kg, "estimate_residual_sd": design.estimate_sigma, "n_starts": design.n_starts,
+                    "seed": design.seed},
         "residual_sd": {"value": fit.sigma, "stderr": fit.sigma_se, "estimated": fit.sigma_estimated, "unit": "log10 IU/mL"},
         "start_objectives": [v if math.isfinite(v) else None for v in fit.start_objectives],
         "converged": fit.success,
@@ -53,7 +54,7 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
         "covariance": {"names": list(fit.values), "matrix": np.asarray(fit.covariance).tolist()},
     }
     if "truth" in spec.report:  # synthetic data: the true values, drawn in the forest plot of any fit folder
-        meta["truth"] = load_truth(spec.report["truth"]).true_values([r["name"] for r in rows if r["kind"] != "individual"])
+        meta["truth"] = load_truth(spec.report["truth"]).true_values(e for e in fit.estimates.values() if e.kind != "individual")
     return rows, meta
 
 

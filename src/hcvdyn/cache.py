@@ -1,0 +1,49 @@
+"""The persistent compilation cache: compiled solves and fits are kept on disk between processes, so that a
+command's second run on a machine does not compile again.
+
+The folder is ``$HCVDYN_CACHE_DIR`` when set (``off`` disables the cache), else ``$XDG_CACHE_HOME/hcvdyn/jax``
+or ``~/.cache/hcvdyn/jax``. Entries are keyed by JAX on the compiled program, the JAX version and the machine, so a
+stale entry is never used. The ``hcvdyn`` command enables it; library users call :func:`enable_compilation_cache`.
+
+JAX does not store programs that call back into Python. Equinox's runtime checks inside diffrax do so unless
+``EQX_ON_ERROR=nan``, which ``hcvdyn`` sets at import when the variable is unset: a failed check then yields NaN,
+which every solver path reports as a failed solve (``Trajectory.ok``, :class:`hcvdyn.solve.options.NumericalError`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["ENV", "cache_dir", "enable_compilation_cache"]
+
+ENV = "HCVDYN_CACHE_DIR"
+MIN_COMPILE_SECONDS = 0.5  # programs that compile faster are not worth a disk read
+
+
+def cache_dir() -> Path | None:
+    """The cache folder (see the module docstring), or None when ``$HCVDYN_CACHE_DIR`` is ``off``."""
+    env = os.environ.get(ENV, "").strip()
+    if env.lower() in ("off", "0", "none", "false"):
+        return None
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hcvdyn" / "jax"
+
+
+def enable_compilation_cache(folder: str | os.PathLike | None = None) -> Path | None:
+    """Keep compiled programs in ``folder`` (default :func:`cache_dir`); returns the folder, or None when disabled
+    or when the folder cannot be created (the cache is an optimisation: nothing fails without it)."""
+    import jax
+
+    path = Path(folder) if folder is not None else cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return path
