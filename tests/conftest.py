@@ -1,3 +1,32 @@
+"""Test configuration: 64-bit floats, and one JAX compilation cache shared by every process of a run.
+
+The suite runs in parallel (pytest-xdist, one worker per core, whole files per worker), and some tests start
+the ``hcvdyn`` command in a subprocess. All of them share one compilation cache (:mod:`hcvdyn.cache`), so a
+program compiled in one process is read, not compiled again, in another. The cache is ``$HCVDYN_CACHE_DIR`` when
+set (set it to ``~/.cache/hcvdyn/jax`` to keep compiled programs between runs), else a fresh temporary folder, so
+that a clean run is measured cold.
+"""
+
+import os
+import shutil
+import tempfile
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+OWN_CACHE = []  # the temporary cache folder this process made (and removes at the end)
+
+
+def pytest_configure(config):
+    if "HCVDYN_CACHE_DIR" not in os.environ:  # the first process of the run; workers and subprocesses inherit it
+        os.environ["HCVDYN_CACHE_DIR"] = tempfile.mkdtemp(prefix="hcvdyn-test-cache-")
+        OWN_CACHE.append(os.environ["HCVDYN_CACHE_DIR"])
+    from hcvdyn.cache import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+    for folder in OWN_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("HCVDYN_CACHE_DIR", None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hcvdyn"
-LAYERS = {"files": 0, "version": 0, "model": 1, "solve": 2, "estimate": 3, "analysis": 4, "results": 5, "cli": 6}
+LAYERS = {"files": 0, "version": 0, "cache": 0, "model": 1, "solve": 2, "estimate": 3, "analysis": 4, "results": 5, "cli": 6}
 MAX_LINES = 400
 
 

@@ -159,10 +159,10 @@ def test_fit_help(capsys):
 
 @pytest.mark.slow
 def test_fit_writes_parameters_result_and_curves(fitted):
-    assert sorted(p.name for p in fitted.iterdir()) == ["curves.csv", "parameters.csv", "result.json"]
+    assert sorted(p.name for p in fitted.iterdir()) == ["curves.csv", "observations.csv", "parameters.csv", "result.json"]
     meta = json.loads((fitted / "result.json").read_text())
-    assert meta["converged"] is True and meta["model"] == "agi_constant" and meta["data"]["patients"] == 57
-    assert meta["data"]["sha256"] == file_sha256(str(ROOT / "fits/phase2_synthetic.csv"))
+    assert meta["converged"] is True and meta["model"] == "agi_constant" and meta["inputs"]["data"]["patients"] == 57
+    assert meta["inputs"]["data"]["sha256"] == file_sha256(str(ROOT / "fits/phase2_synthetic.csv"))
     rows = {r["name"]: r for r in csv.DictReader(open(fitted / "parameters.csv"))}
     assert {"eps", "rho", "phi", "delta__S001", "log10_V0__S057"} <= set(rows)
     for name, r in rows.items():
@@ -216,6 +216,24 @@ def test_figures_command_redraws_a_fit_folder(fitted, capsys):
     curves = list(csv.DictReader(open(fitted / "curves.csv")))
     lo, mid, hi = (np.array([float(r[k]) for r in curves]) for k in ("pred95_low", "log10_vl_fitted", "pred95_high"))
     assert np.all(lo < mid) and np.all(mid < hi) and np.all(hi - lo > 2 * 1.96 * 0.2 - 1e-9)  # at least the residual SD
+
+
+def test_a_moved_fit_folder_still_draws_its_figures_and_finds_its_inputs(fitted, tmp_path, capsys):
+    """The figures come from the folder's files alone; its inputs are recorded relative to it."""
+    import shutil
+
+    from hcvdyn.results.provenance import input_path
+
+    moved = tmp_path / "elsewhere" / "fit"
+    shutil.copytree(fitted, moved)
+    shutil.rmtree(moved / "figures", ignore_errors=True)
+    assert main(["figures", str(moved), "--formats", "png"]) == 0
+    assert (moved / "figures" / "patient_fits.png").stat().st_size > 5000
+    meta = json.loads((moved / "result.json").read_text())
+    assert not Path(meta["inputs"]["data"]["path"]).is_absolute()
+    assert input_path(fitted, meta, "data") == (ROOT / "fits" / "phase2_synthetic.csv").resolve()
+    with pytest.raises(FileNotFoundError, match="input 'data' recorded at"):
+        input_path(moved, meta, "data")  # moved without its inputs: said plainly
 
 
 def test_figures_command_bad_input_is_one_line(tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_bad_design(kwargs, match):
     [
         (dict(individual=("delta",), per_arm={"phi": ["double"]}), ("triple",), r"per_arm 'phi' names arm\(s\) \['double'\]"),
         (dict(individual=("delta", "epsilon")), ("triple",), "unknown parameter 'epsilon'"),
-        (dict(individual=("delta",), bounds={"c": (1.0, 10.0)}), ("triple",), "'c', which is not free"),
+        (dict(individual=("delta",), bounds={"c": (1.0, 10.0)}), ("triple",), "'c' is not a free parameter"),
         (dict(individual=("delta",), outside={"phi": 2.0}), ("triple",), "outside: .*'phi' = 2.0 outside"),
     ],
 )

@@ -258,8 +258,8 @@ def test_non_convergence_is_reported():
         (dict(free=("epsilon",)), "unknown parameter 'epsilon'"),
         (dict(free=()), "no free parameters"),
         (dict(sigma=0.0), "sigma = 0.0 must be a positive"),
-        (dict(bounds={"eps": (0.5, 1.5)}), r"bounds \[0.5, 1.5\] of 'eps'"),
-        (dict(bounds={"c": (1.0, 10.0)}), "'c', which is not free"),
+        (dict(bounds={"eps": (0.5, 1.5)}), r"\[bounds\] eps: \[0.5, 1.5\] must satisfy"),
+        (dict(bounds={"c": (1.0, 10.0)}), "'c' is not a free parameter"),
         (dict(params={"eps": 1.2}), "'eps' = 1.2 outside"),
     ],
 )

@@ -18,8 +18,10 @@ def test_the_wheel_installs_and_runs_the_main_job_models_and_a_fit_from_any_fold
     work.mkdir()
     run = lambda *cmd, cwd=work: subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)  # noqa: E731
     source = tmp_path / "source"  # a clean copy: no stale build/ folder can leak old modules into the wheel
-    shutil.copytree(ROOT, source, symlinks=True,
-                    ignore=shutil.ignore_patterns(".git", "build", "dist", "results", "*.egg-info", "__pycache__", ".*cache"))
+    top_level = {".git", "build", "dist", "results"}  # at the repository's top only: src/hcvdyn/results is code
+    shutil.copytree(ROOT, source, symlinks=True, ignore=lambda folder, names: [
+        n for n in names if (Path(folder) == ROOT and n in top_level) or n.endswith(".egg-info") or n == "__pycache__"
+        or n.endswith("_cache")])
     built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source))
     assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("hcvdyn-*.whl")

@@ -108,7 +108,7 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "observed median" in legend and "observed 10/90th percentiles" in legend and any("95% range" in t for t in legend)
 
-    fig = plots.plot_pk_efficacy(sim, "triple", days=7)
+    fig = plots.plot_pk_efficacy(sim.exposure_rows("triple", days=7))
     ylabels = [ax.get_ylabel() for ax in fig.axes]
     assert "peginterferon\nconcentration (ug/L)" in ylabels and "ribavirin\nconcentration (mg/L)" in ylabels
     assert "celgosivir\nconcentration (mg/L)" in ylabels and ylabels.count("effect (fraction, 0-1)") == 3

@@ -5,7 +5,11 @@ forward-mode gradients are checked to 1e-5 relative. The names below are the pub
 layer that defines each (docs/architecture.md); import them from ``hcvdyn``.
 """
 
-import jax as _jax
+import os as _os
+
+_os.environ.setdefault("EQX_ON_ERROR", "nan")  # before equinox is imported: see hcvdyn.cache
+
+import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
 
@@ -16,6 +20,7 @@ from hcvdyn.analysis.prediction import predict_patient  # noqa: E402
 from hcvdyn.analysis.scenarios import load_scenarios, run_scenarios  # noqa: E402
 from hcvdyn.analysis.synergy import estimate_synergy  # noqa: E402
 from hcvdyn.analysis.virtual_trial import VirtualTrial, compare_arms, run_virtual_trial  # noqa: E402
+from hcvdyn.cache import enable_compilation_cache  # noqa: E402
 from hcvdyn.estimate.data import Dataset, PatientData, read_viral_loads  # noqa: E402
 from hcvdyn.estimate.fit import PatientFit, TrialFit, fit_patient, fit_trial  # noqa: E402
 from hcvdyn.estimate.fitspec import FitSpec, load_fit_spec  # noqa: E402
@@ -38,7 +43,7 @@ __all__ = [
     "batch_dose_arrays", "dose_arrays", "get_drug", "get_model", "load_parameter_set", "load_trial", "regimen_from_dict",
     # solve
     "NumericalError", "SolverOptions", "Trajectory", "exposure", "log10_load", "simulate", "simulate_batch", "simulate_scipy",
-    "solve_log_states",
+    "solve_log_states", "enable_compilation_cache",
     # estimate
     "Dataset", "FitSpec", "PatientData", "PatientFit", "TrialFit", "fit_patient", "fit_trial", "generate_synthetic_trial",
     "load_fit_spec", "load_truth", "read_viral_loads",

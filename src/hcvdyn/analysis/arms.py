@@ -26,6 +26,19 @@ class ArmSimulation:
     trajectories: dict[str, Trajectory]
     exposures: dict[str, dict[str, np.ndarray]]
 
+    def exposure_rows(self, arm: str | None = None, days: float | None = 14.0) -> list[dict]:
+        """Rows (arm, day, conc_DRUG in the drug's unit, each effect as a fraction) of one arm up to ``days``: by
+        default the arm with the most drugs. The table that ``pk_efficacy.csv`` holds and the PK figure draws."""
+        arm = arm or max(self.spec.arms, key=lambda a: len({r.drug for r in self.spec.arms[a]}))
+        if arm not in self.exposures:
+            raise ValueError(f"exposure_rows: no arm {arm!r}; arms: {', '.join(self.exposures)}")
+        given = {r.drug for r in self.spec.arms[arm]}
+        ex = self.exposures[arm]
+        keys = [k for k in ex if not k.startswith("conc_") or k[5:] in given]
+        window = self.t_days <= (days if days is not None else self.t_days[-1])
+        return [{"arm": arm, "day": float(t), **{k: float(ex[k][i]) for k in keys}}
+                for i, t in zip(np.flatnonzero(window), self.t_days[window])]
+
     def log10_drop(self, arm: str, day: float) -> float:
         """Baseline minus log10 load at ``day`` (interpolated on the simulation grid), log10 IU/mL."""
         tr = self.trajectories[arm]

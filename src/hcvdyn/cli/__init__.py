@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from hcvdyn.cache import enable_compilation_cache
 from hcvdyn.cli.common import positive_int
 from hcvdyn.cli.fitting import cmd_figures, cmd_fit, cmd_report, cmd_sse
 from hcvdyn.cli.simulate import EXAMPLES_SIMULATE, cmd_models, cmd_simulate
@@ -148,6 +149,7 @@ def _virtual_options(p, n_default):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()  # a command's second run on this machine does not compile again (hcvdyn.cache)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

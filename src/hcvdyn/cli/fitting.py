@@ -27,14 +27,15 @@ def cmd_fit(args) -> int:
     regs, design = spec.regimens_for(data), spec.design
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     fit = fit_trial(spec.model, data, regs, design, profile=tuple(n for n in (args.profile or "").split(",") if n))
-    rows, meta = fit_tables(spec, data, fit)
+    rows, meta = fit_tables(spec, data, fit, out)
     last = max(p.t_days[-1] for p in data)
     bands = prediction_bands(spec.model, fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1), design.weight_kg, design.options)
     write_results(
-        out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands))},
+        out, {"parameters.csv": rows_csv(rows), "result.json": meta, "curves.csv": rows_csv(fit_curves_rows(data, bands)),
+              "observations.csv": rows_csv(data.rows())},
         force=args.force,
     )
-    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv); figures: hcvdyn figures {out}")
+    print(f"wrote {out}/ (parameters.csv, result.json, curves.csv, observations.csv); figures: hcvdyn figures {out}")
     for r in rows:
         if r["kind"] == "individual":
             continue

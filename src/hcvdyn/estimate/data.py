@@ -82,6 +82,24 @@ class Dataset:
     def arms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.arm for p in self.patients))
 
+    def rows(self) -> list[dict]:
+        """One row per sample (id, arm, group, day, log10_vl, censored, lloq_log10): the ``observations.csv`` of a
+        results folder, from which its figures are drawn (dose records and covariates are not part of it)."""
+        return [{"id": p.id, "arm": p.arm, "group": p.group, "day": float(t), "log10_vl": float(y), "censored": bool(c),
+                 "lloq_log10": float(q)}
+                for p in self.patients for t, y, c, q in zip(p.t_days, p.log10_vl, p.censored, p.lloq_log10)]
+
+    @classmethod
+    def from_rows(cls, rows, path: str = "") -> "Dataset":
+        """The inverse of :meth:`rows` (rows as read back by :func:`hcvdyn.results.writers.read_csv`)."""
+        series: dict[str, list] = {}
+        for r in rows:
+            series.setdefault(str(r["id"]), []).append(r)
+        return cls(tuple(
+            PatientData(pid, str(rs[0]["arm"]), np.array([r["day"] for r in rs], float), np.array([r["log10_vl"] for r in rs], float),
+                        np.array([bool(r["censored"]) for r in rs]), np.array([r["lloq_log10"] for r in rs], float), str(rs[0]["group"]))
+            for pid, rs in series.items()), path)
+
 
 class _Err(ValueError):
     pass

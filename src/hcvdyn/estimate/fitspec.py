@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from hcvdyn.estimate.design import FitDesign
+from hcvdyn.estimate.optimize import check_bounds
 from hcvdyn.files import check_keys, find_fit_spec, find_model_file, load_toml, require
 from hcvdyn.model.catalog import get_model
 from hcvdyn.model.dosing import Regimen
@@ -103,19 +104,12 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     check_values(model.params, outside, where=f"{where}: [outside]")
     bounds = {}
     for k, b in doc.get("bounds", {}).items():
-        bwhere = f"{where}: [bounds] {k}"
-        if k not in (*individual, *shared, *per_arm):
-            raise ValueError(f"{bwhere}: {k!r} is not a free parameter")
         if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b)):
-            raise ValueError(f"{bwhere}: write [lower, upper], got {b!r}")
-        p = model.params[k]
-        lo, hi = float(b[0]), float(b[1])
-        if not (p.lower <= lo < hi <= p.upper):
-            raise ValueError(f"{bwhere}: [{lo}, {hi}] must satisfy {p.lower} <= lower < upper <= {p.upper} ({p.unit})")
-        start = params.get(k, p.default)
-        if not lo <= start <= hi:
-            raise ValueError(f"{bwhere}: start {start} outside [{lo}, {hi}]")
-        bounds[k] = (lo, hi)
+            raise ValueError(f"{where}: [bounds] {k}: write [lower, upper], got {b!r}")
+        bounds[k] = (float(b[0]), float(b[1]))
+    if k_unknown := [k for k in bounds if k not in model.params]:
+        check_values(model.params, {k_unknown[0]: 0.0}, where=f"{where}: [bounds]")
+    check_bounds(model, (*individual, *shared, *per_arm), bounds, model.defaults(**params), where)
     dose_cmt = {}
     for k, v in dict(doc.get("dose_cmt", {})).items():
         if not (k.isdigit() and isinstance(v, str)):

@@ -16,16 +16,18 @@ __all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of
 
 
 def check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
-    """Validated narrowed bounds: only for free parameters, inside the declared range, containing the start."""
+    """Validated narrowed bounds: only for free parameters, inside the declared range, containing the start.
+    The one check of bounds, for fit specifications and for :class:`hcvdyn.estimate.design.FitDesign` alike."""
     bounds = dict(bounds or {})
     for k, (lo, hi) in bounds.items():
+        at = f"{where}: [bounds] {k}"
         if k not in free:
-            raise ValueError(f"{where}: bounds given for {k!r}, which is not free")
+            raise ValueError(f"{at}: {k!r} is not a free parameter")
         p = model.params[k]
         if not (p.lower <= lo < hi <= p.upper):
-            raise ValueError(f"{where}: bounds [{lo}, {hi}] of {k!r} must satisfy {p.lower} <= lower < upper <= {p.upper}")
+            raise ValueError(f"{at}: [{lo}, {hi}] must satisfy {p.lower} <= lower < upper <= {p.upper} ({p.unit})")
         if not (lo <= starts[k] <= hi):
-            raise ValueError(f"{where}: start {starts[k]} of {k!r} outside its bounds [{lo}, {hi}]")
+            raise ValueError(f"{at}: start {starts[k]} outside [{lo}, {hi}]")
     return bounds
 
 

@@ -20,12 +20,13 @@ FIGURES = ("patient_fits", "arm_trajectories", "waterfall", "vpc", "pk_efficacy"
 
 
 
-def fit_figures(folder: Path, meta: dict, data=None) -> dict:
-    """Figures of a fit folder (curves.csv, parameters.csv and ``meta``, its result.json; data from its path)."""
-    from hcvdyn.estimate.data import read_viral_loads
+def fit_figures(folder: Path, meta: dict) -> dict:
+    """Figures of a fit folder, from its files alone: observations.csv, curves.csv, parameters.csv and ``meta`` (its
+    result.json)."""
+    from hcvdyn.estimate.data import Dataset
     from hcvdyn.results import plots
 
-    data = data if data is not None else read_viral_loads(meta["data"]["path"])
+    data = Dataset.from_rows(read_csv(folder / "observations.csv"))
     curves = read_csv(folder / "curves.csv")
     by_id: dict[str, list] = {}
     for r in curves:
@@ -69,12 +70,12 @@ def fit_figures(folder: Path, meta: dict, data=None) -> dict:
 
 
 
-def report_figures(folder: Path, data=None) -> dict:
+def report_figures(folder: Path) -> dict:
     """Figures of a report folder: the fit's, plus VPC, synergy, scenarios and PK/efficacy where their files exist."""
     from hcvdyn.results import plots
 
     meta = json.loads((folder / "result.json").read_text())
-    figs = fit_figures(folder, meta, data)
+    figs = fit_figures(folder, meta)
     if (folder / "vpc.csv").is_file():
         rows = read_csv(folder / "vpc.csv")
         arms = list(dict.fromkeys(r["arm"] for r in rows))
@@ -109,12 +110,8 @@ def report_figures(folder: Path, data=None) -> dict:
         figs["virtual_trajectories"] = plots.plot_scenario_trajectories(
             model, reference if reference in model else next(iter(model)), unit="weeks",
             title="virtual trial: median decline (line) and 5-95% of virtual patients (band), each scenario against the reference arm")
-    pk = meta.get("report", {}).get("pk_trial")
-    if pk:
-        from hcvdyn.analysis.arms import simulate_arms
-        from hcvdyn.model.trial_design import load_trial
-
-        figs["pk_efficacy"] = plots.plot_pk_efficacy(simulate_arms(load_trial(pk), points_per_day=24))
+    if (folder / "pk_efficacy.csv").is_file():
+        figs["pk_efficacy"] = plots.plot_pk_efficacy(read_csv(folder / "pk_efficacy.csv"))
     return figs
 
 

@@ -176,28 +176,33 @@ def plot_waterfall(drops, evr_threshold: float = 2.0, censored=None, week: int =
 
 
 
-def plot_pk_efficacy(sim, arm: str | None = None, days: float | None = 14.0):
-    """Concentration (left) and effect (right) of each drug of an arm over time, from :func:`hcvdyn.analysis.arms.simulate_arms`."""
+def plot_pk_efficacy(rows):
+    """Concentration (left) and effect (right) of each drug of one arm over time.
+
+    rows: one arm's exposure table, as written to ``pk_efficacy.csv``
+    (:meth:`hcvdyn.analysis.arms.ArmSimulation.exposure_rows`: arm, day, conc_DRUG, effects).
+    """
     matplotlib, plt = pyplot()
     from hcvdyn.model.drugs import DRUGS
 
-    arm = arm or max(sim.spec.arms, key=lambda a: len({r.drug for r in sim.spec.arms[a]}))
-    ex = sim.exposures[arm]
-    drugs = [d for d in dict.fromkeys(r.drug for r in sim.spec.arms[arm]) if f"conc_{d}" in ex]
+    if not rows:
+        raise ValueError("plot_pk_efficacy: no rows")
+    arm = rows[0]["arm"]
+    t = np.array([r["day"] for r in rows], dtype=float)
+    col = lambda k: np.array([r[k] for r in rows], dtype=float)  # noqa: E731
+    drugs = [k[5:] for k in rows[0] if k.startswith("conc_") and k[5:] in DRUGS]
     if not drugs:
         raise ValueError(f"plot_pk_efficacy: arm {arm!r} has no drug with pharmacokinetics")
-    window = sim.t_days <= (days if days is not None else sim.t_days[-1])
-    t = sim.t_days[window]
     with matplotlib.rc_context(style()):
         fig, axes = plt.subplots(len(drugs), 2, figsize=(6.4, 1.8 * len(drugs) + 0.4), sharex=True, layout="constrained",
                                  squeeze=False)
         for row, d in zip(axes, drugs):
             drug = DRUGS[d]
-            row[0].plot(t, ex[f"conc_{d}"][window], color="0.15")
+            row[0].plot(t, col(f"conc_{d}"), color="0.15")
             row[0].set_ylabel(f"{d.split('_')[0]}\nconcentration ({drug.conc_unit})")
             for e in drug.effects:
-                if e in ex and np.any(ex[e][window] > 0):
-                    row[1].plot(t, ex[e][window], color=EFFECT_COLORS[e], label=EFFECT_LABELS[e])
+                if e in rows[0] and np.any(col(e) > 0):
+                    row[1].plot(t, col(e), color=EFFECT_COLORS[e], label=EFFECT_LABELS[e])
             row[1].set_ylim(0, 1)
             row[1].set_ylabel("effect (fraction, 0-1)")
             if row[1].lines:

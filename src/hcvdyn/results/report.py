@@ -11,12 +11,14 @@ Folder written by :func:`make_report` (all or nothing, see :func:`hcvdyn.results
     result.json          fit: version, inputs with sha256, model, options, estimates, covariance, profiles
     parameters.csv       every estimate with Wald and (shared / per-arm) profile intervals
     curves.csv           fitted curve and 95% prediction band per patient (delta method)
+    observations.csv     the fitted data, sample by sample (the figures are drawn from it)
     outcomes.csv         per patient: observed and predicted week-4/12 declines, RVR / EVR / cEVR
     arms.csv             per arm: data, observed and predicted outcomes
     vpc.csv              observed and simulated percentiles (visual predictive check)
     synergy.json         psi, its profile interval, LRT, Loewe index, verdict (models with an interaction pair)
     comparison.csv       what-if scenarios against their reference arm ([report] scenarios)
     virtual_arms.csv     the scenarios' per-arm table
+    pk_efficacy.csv      concentrations and effects of the [report] pk_trial's fullest arm, typical patient, 14 days
     figures/NAME.pdf|svg|png
 """
 
@@ -69,7 +71,7 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     from hcvdyn.estimate.diagnostics import prediction_bands, vpc
     from hcvdyn.estimate.fit import fit_trial
     from hcvdyn.estimate.fitspec import load_fit_spec
-    from hcvdyn.files import file_sha256
+    from hcvdyn.results.provenance import input_record
     from hcvdyn.results.writers import write_results
 
     spec = load_fit_spec(spec_path)
@@ -82,8 +84,8 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     shared_names = [e.label for e in design.population_estimates(data.arms)]
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
     fit = fit_trial(spec.model, data, regs, design, profile=shared_names)
-    param_rows, meta = fit_tables(spec, data, fit)
-    meta["report"] = {k: v for k, v in spec.report.items()}
+    param_rows, meta = fit_tables(spec, data, fit, out)
+    meta["inputs"].update({k: input_record(v, out) for k, v in spec.report.items()})  # pk_trial, scenarios, truth
     meta["report_options"] = {"n_vpc": n_vpc, "n_virtual": n_virtual, "seed": seed}
 
     _stage("prediction bands and outcomes", progress)
@@ -99,6 +101,7 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
                 "coverage": v.coverage, "redrawn": v.redrawn}
 
     files = {"parameters.csv": rows_csv(param_rows), "curves.csv": rows_csv(fit_curves_rows(data, bands)),
+             "observations.csv": rows_csv(data.rows()),
              "outcomes.csv": rows_csv(pat_rows), "arms.csv": rows_csv(arm_rows), "vpc.csv": rows_csv(v.rows()), "vpc.json": vpc_meta}
     syn = None
     if spec.model.interaction is not None:
@@ -132,7 +135,13 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
         traj = [{"arm": a, "day": float(d), "median_drop": r.quantiles[0, d], "p05_drop": r.quantiles[1, d], "p95_drop": r.quantiles[2, d]}
                 for a, r in vt.arms.items() for d in range(r.quantiles.shape[1])]
         files["virtual_trajectories.csv"] = rows_csv(traj)
-        meta["scenarios"] = {"path": sc.path, "sha256": file_sha256(sc.path), "n_per_arm": vt.n_per_arm, "seed": vt.seed}
+        meta["scenarios"] = {"n_per_arm": vt.n_per_arm, "seed": vt.seed}
+    if "pk_trial" in spec.report:
+        from hcvdyn.analysis.arms import simulate_arms
+        from hcvdyn.model.trial_design import load_trial
+
+        _stage("PK and efficacy of the trial's regimens", progress)
+        files["pk_efficacy.csv"] = rows_csv(simulate_arms(load_trial(spec.report["pk_trial"]), points_per_day=24).exposure_rows())
     files["result.json"] = meta
 
     # the figures are drawn from the files, exactly as `hcvdyn figures` does
@@ -140,7 +149,7 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
 
     _stage("figures", progress)
     with tempfile.TemporaryDirectory() as stage_dir:
-        figs = report_figures(write_results(Path(stage_dir) / "files", files), data)
+        figs = report_figures(write_results(Path(stage_dir) / "files", files))
     for name, fig in figs.items():
         files[f"figures/{name}"] = figure_writer(fig)
     files["report.md"] = _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, files.get("synergy.json"), comp_rows, figs)
@@ -172,7 +181,7 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
         f"# Report: {spec.name}",
         "",
         f"hcvdyn {__version__}, {datetime.date.today().isoformat()}. Fit specification `{spec.path}` "
-        f"(sha256 `{meta['spec']['sha256'][:16]}…`), data `{spec.data_path}` (sha256 `{meta['data']['sha256'][:16]}…`), "
+        f"(sha256 `{meta['inputs']['spec']['sha256'][:16]}…`), data `{spec.data_path}` (sha256 `{meta['inputs']['data']['sha256'][:16]}…`), "
         f"model `{spec.model.name}`. Every number below is read from the file named with its table.",
         "",
         "## Data",
@@ -243,7 +252,7 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
         lines += [
             "## What-if scenarios",
             "",
-            f"From `comparison.csv` (per-arm table: `virtual_arms.csv`): `{meta['scenarios']['path']}` on the calibrated "
+            f"From `comparison.csv` (per-arm table: `virtual_arms.csv`): `{meta['inputs']['scenarios']['path']}` on the calibrated "
             f"virtual population, {meta['scenarios']['n_per_arm']} common virtual patients per arm, seed {meta['scenarios']['seed']}, "
             f"against the reference arm `{comp_rows[0]['reference']}`; paired-bootstrap 95% intervals.",
             "",
@@ -254,6 +263,6 @@ def _markdown(spec, data, fit, meta, param_rows, arm_rows, vpc_meta, syn, comp_r
             "", fig("scenarios"), "", fig("virtual_trajectories"), "",
         ]
     if "pk_efficacy" in figs:
-        lines += ["## Pharmacokinetics and efficacy", "", f"Regimens of `{meta['report']['pk_trial']}`, typical patient.", "",
+        lines += ["## Pharmacokinetics and efficacy", "", f"Regimens of `{meta['inputs']['pk_trial']['path']}`, typical patient.", "",
                   fig("pk_efficacy"), ""]
     return "\n".join(lines) + "\n"

@@ -13,10 +13,10 @@ from hcvdyn.estimate.synthetic import load_truth
 __all__ = ["fit_tables", "fit_curves_rows", "observed_at", "outcome_tables", "mean_ci"]
 
 
-def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
-    """(parameter rows, result.json content) of a whole-trial fit of ``spec`` (a :class:`hcvdyn.estimate.fitspec.FitSpec`)."""
-    from hcvdyn.files import file_sha256
-    from hcvdyn.version import __version__
+def fit_tables(spec, data, fit, folder) -> tuple[list[dict], dict]:
+    """(parameter rows, result.json content) of a whole-trial fit of ``spec`` (a :class:`hcvdyn.estimate.fitspec.FitSpec`)
+    written to the results ``folder`` (inputs are recorded relative to it, :mod:`hcvdyn.results.provenance`)."""
+    from hcvdyn.results.provenance import provenance
 
     rows = []
     for name, value in fit.values.items():
@@ -27,32 +27,24 @@ def fit_tables(spec, data, fit) -> tuple[list[dict], dict]:
                      "stderr": fit.stderr[name], "wald95_low": lo, "wald95_high": hi, "profile95_low": plo,
                      "profile95_high": phi_, "unit": spec.model.params[e.name].unit})
     design = spec.design
-    meta = {
-        "hcvdyn_version": __version__,
-        "command": "fit",
-        "spec": {"name": spec.name, "path": spec.path, "sha256": file_sha256(spec.path)},
-        "data": {"path": spec.data_path, "sha256": file_sha256(spec.data_path), "patients": len(data), "samples": fit.n_obs,
-                 "censored": int(sum(p.censored.sum() for p in data))},
-        "model": spec.model.name,
-        "free": {"individual": list(design.individual), "shared": {k: list(v) for k, v in design.shared.items()},
-                 "per_arm": {k: list(v) for k, v in design.per_arm.items()}},
-        "options": {"residual_sd": design.sigma, "atol": design.options.atol, "max_nfev": design.max_nfev,
-                    "likelihood": "M3 (Beal 2001)", "bounds": {k: list(v) for k, v in design.bounds.items()},
-                    "weight_kg": design.weight_kg, "estimate_residual_sd": design.estimate_sigma, "n_starts": design.n_starts,
-                    "seed": design.seed},
-        "residual_sd": {"value": fit.sigma, "stderr": fit.sigma_se, "estimated": fit.sigma_estimated, "unit": "log10 IU/mL"},
-        "start_objectives": [v if math.isfinite(v) else None for v in fit.start_objectives],
-        "converged": fit.success,
-        "message": fit.message,
-        "objective_minus2loglik_plus_const": fit.objective,
-        "aic": fit.aic,
-        "bic": fit.bic,
-        "nfev": fit.nfev,
-        "estimates": {k: {"value": v, "stderr": fit.stderr[k], **({"profile95": list(fit.profile[k])} if k in fit.profile else {})}
-                      for k, v in fit.values.items()},
-        "profile_trace": {k: {"theta": list(t), "delta_m2loglik": list(d)} for k, (t, d) in fit.profile_trace.items()},
-        "covariance": {"names": list(fit.values), "matrix": np.asarray(fit.covariance).tolist()},
-    }
+    counts = {"patients": len(data), "samples": fit.n_obs, "censored": int(sum(p.censored.sum() for p in data))}
+    options = {"residual_sd": design.sigma, "atol": design.options.atol, "max_nfev": design.max_nfev, "likelihood": "M3 (Beal 2001)",
+               "bounds": {k: list(v) for k, v in design.bounds.items()}, "weight_kg": design.weight_kg,
+               "estimate_residual_sd": design.estimate_sigma, "n_starts": design.n_starts, "seed": design.seed}
+    meta = provenance(
+        "fit", folder, {"spec": (spec.path, {"name": spec.name}), "data": (spec.data_path, counts)}, model=spec.model.name,
+        options=options,
+        free={"individual": list(design.individual), "shared": {k: list(v) for k, v in design.shared.items()},
+              "per_arm": {k: list(v) for k, v in design.per_arm.items()}},
+        residual_sd={"value": fit.sigma, "stderr": fit.sigma_se, "estimated": fit.sigma_estimated, "unit": "log10 IU/mL"},
+        start_objectives=[v if math.isfinite(v) else None for v in fit.start_objectives],
+        converged=fit.success, message=fit.message, objective_minus2loglik_plus_const=fit.objective, aic=fit.aic, bic=fit.bic,
+        nfev=fit.nfev,
+        estimates={k: {"value": v, "stderr": fit.stderr[k], **({"profile95": list(fit.profile[k])} if k in fit.profile else {})}
+                   for k, v in fit.values.items()},
+        profile_trace={k: {"theta": list(t), "delta_m2loglik": list(d)} for k, (t, d) in fit.profile_trace.items()},
+        covariance={"names": list(fit.values), "matrix": np.asarray(fit.covariance).tolist()},
+    )
     if "truth" in spec.report:  # synthetic data: the true values, drawn in the forest plot of any fit folder
         meta["truth"] = load_truth(spec.report["truth"]).true_values(e for e in fit.estimates.values() if e.kind != "individual")
     return rows, meta
