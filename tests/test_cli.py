@@ -218,6 +218,7 @@ def test_figures_command_redraws_a_fit_folder(fitted, capsys):
     assert np.all(lo < mid) and np.all(mid < hi) and np.all(hi - lo > 2 * 1.96 * 0.2 - 1e-9)  # at least the residual SD
 
 
+@pytest.mark.slow
 def test_a_moved_fit_folder_still_draws_its_figures_and_finds_its_inputs(fitted, tmp_path, capsys):
     """The figures come from the folder's files alone; its inputs are recorded relative to it."""
     import shutil

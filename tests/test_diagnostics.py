@@ -35,6 +35,7 @@ def _hand_fit():
     return fit, data
 
 
+@pytest.mark.slow  # the costliest compilations of the quick tier; still run in CI
 def test_delta_method_band_matches_monte_carlo():
     """Within 15% of the Monte Carlo SD at every time. With 4x these SDs, patient A's day-84 SD is 0.033 by the
     delta method and 0.085 by Monte Carlo: the load rebounds to its set point there and the first-order

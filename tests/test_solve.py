@@ -101,6 +101,7 @@ def _assert_jacobian(model, params, doses, t_obs):
         assert err < 1e-5, f"{name}: relative error {err:.2e}"
 
 
+@pytest.mark.slow  # the costliest compilations of the quick tier; still run in CI
 def test_jacfwd_matches_central_differences_pkpd3(pkpd3):
     """Every free parameter of the three-drug PK-PD model, with weekly/daily/twice-daily dosing."""
     m, doses, p = pkpd3
@@ -116,6 +117,7 @@ def test_jacfwd_matches_central_differences_constant_model():
     _assert_jacobian(m, p, {}, t_obs)
 
 
+@pytest.mark.slow  # the costliest compilations of the quick tier; still run in CI
 def test_vmap_equals_loop(pkpd3):
     m, _, _ = pkpd3
     t = np.array([0.0, 1.0, 7.0, 28.0, 56.0])
