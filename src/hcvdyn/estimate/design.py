@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral
 from dataclasses import dataclass, field, fields, replace
+from numbers import Integral
 from typing import Mapping, Sequence
 
 from hcvdyn.estimate.optimize import check_bounds

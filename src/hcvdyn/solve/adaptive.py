@@ -19,7 +19,18 @@ import numpy as np
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.parameters import check_values
-from hcvdyn.solve.options import LN10, SOLVERS, NumericalError, SolverOptions, Trajectory, check_times, full_params
+from hcvdyn.solve.options import (
+    LN10,
+    SOLVERS,
+    NumericalError,
+    SolverOptions,
+    Trajectory,
+    bucket_size,
+    check_times,
+    full_params,
+    pad_doses,
+    pad_last,
+)
 
 __all__ = [
     "SolverOptions",
@@ -109,9 +120,9 @@ def simulate(
     """Simulate one patient: parameters (defaults for those not given), regimens and sampling times."""
     full = full_params(model, params, where=f"simulate({model.name})")
     t = check_times(t_obs)
-    doses = dose_arrays(regimens, model.pk_drugs, weight_kg)
-    ys, ok, steps = _compiled(model, options, False)(full, doses, t)
-    traj = Trajectory.from_log_states(t, ys, ok, steps)
+    doses = pad_doses(dose_arrays(regimens, model.pk_drugs, weight_kg))  # bucketed shapes: few compilations
+    ys, ok, steps = _compiled(model, options, False)(full, doses, pad_last(t, bucket_size(t.size)))
+    traj = Trajectory.from_log_states(t, np.asarray(ys)[: t.size], ok, steps)
     if not bool(traj.ok):
         raise NumericalError(
             f"simulate({model.name}): the ODE solve failed (step budget {options.max_steps} exhausted or a "
@@ -173,8 +184,8 @@ def simulate_batch(
     Failed solves are reported per patient in ``Trajectory.ok`` (their values are NaN), never raised.
     """
     full, doses, t = prepare_batch(model, params, regimens_per_patient, t_obs, weights_kg)
-    ys, ok, steps = batch_solver(model, options)(full, doses, t)
-    ys = np.where(np.asarray(ok)[:, None, None], np.asarray(ys), np.nan)
+    ys, ok, steps = batch_solver(model, options)(full, pad_doses(doses), pad_last(t, bucket_size(t.size)))
+    ys = np.where(np.asarray(ok)[:, None, None], np.asarray(ys)[:, : t.size], np.nan)
     return Trajectory.from_log_states(t, ys, ok, steps)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.parameters import check_values
 
-__all__ = ["NumericalError", "SolverOptions", "Trajectory", "check_times", "full_params"]
+__all__ = ["NumericalError", "bucket_size", "pad_last", "pad_doses", "SolverOptions", "Trajectory", "check_times", "full_params"]
 
 
 class NumericalError(RuntimeError):
@@ -91,6 +91,32 @@ class Trajectory:
             num_steps=np.asarray(steps),
         )
 
+
+
+def bucket_size(n: int) -> int:
+    """The padded length for ``n`` sample times or doses: a power of two, at least 8. Arrays padded to these few
+    sizes share compiled solvers, so a new sampling schedule or regimen rarely compiles again."""
+    return max(8, 1 << (max(int(n), 1) - 1).bit_length())
+
+
+def pad_last(x: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
+    """``x`` padded along ``axis`` to ``length`` by repeating its last entry (a repeated sample time or dose time)."""
+    extra = length - x.shape[axis]
+    if extra <= 0:
+        return x
+    last = np.take(x, [-1], axis=axis)
+    return np.concatenate([x, np.repeat(last, extra, axis=axis)], axis=axis)
+
+
+def pad_doses(doses, length_of=bucket_size):
+    """Dose arrays (drug -> (times, amounts), last axis doses) padded to ``length_of(L)``: repeated last time, zero
+    amount, which changes nothing."""
+    out = {}
+    for k, (t, a) in doses.items():
+        n = np.shape(t)[-1]
+        m = length_of(n)
+        out[k] = (pad_last(np.asarray(t, float), m), np.concatenate([np.asarray(a, float), np.zeros((*np.shape(a)[:-1], m - n))], axis=-1))
+    return out
 
 
 def check_times(t, name: str = "t_obs") -> np.ndarray:
