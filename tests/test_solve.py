@@ -256,3 +256,20 @@ def test_step_count_of_the_main_job_course_is_capped():
     ps = spec.parameter_set
     tr = hcvdyn.simulate(ps.model, ps.params(), spec.arms["triple"], t_obs=np.array([0, 1, 2, 7, 14, 28, 56, 84.0]), weight_kg=70)
     assert tr.ok and tr.num_steps <= 6650, tr.num_steps
+
+
+def test_new_sampling_schedules_and_regimens_reuse_the_compiled_solver():
+    """Sample times and dose lists are padded to bucketed sizes: 5 and 7 samples, 3 and 6 weekly doses, share one
+    compiled solver, and the padding changes no value."""
+    from hcvdyn.model.dosing import Regimen
+    from hcvdyn.solve.adaptive import _compiled
+    from hcvdyn.solve.options import SolverOptions, bucket_size
+
+    assert [bucket_size(n) for n in (1, 8, 9, 17, 1000)] == [8, 8, 16, 32, 1024]
+    m, opts = hcvdyn.get_model("pkpd3"), SolverOptions(atol=1e-7)
+    week = lambda n: [Regimen("peginterferon_alfa2b", 1.5, "ug/kg", 7, stop_day=7 * n)]  # noqa: E731
+    a = hcvdyn.simulate(m, {}, week(3), t_obs=[0, 1, 2, 7, 21.0], options=opts)
+    compiled = _compiled(m, opts, False)._cache_size()
+    b = hcvdyn.simulate(m, {}, week(6), t_obs=[0, 1, 2, 3, 7, 14, 21.0], options=opts)
+    assert _compiled(m, opts, False)._cache_size() == compiled
+    np.testing.assert_allclose(b.log10_vl[[0, 1, 2, 4, 6]], a.log10_vl, rtol=0, atol=1e-9)  # doses after day 21 do not matter
