@@ -88,3 +88,15 @@ def test_no_import_cycle():
 def test_no_module_over_400_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_architecture_page_names_every_module_and_no_other():
+    import re
+
+    page = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([a-z_]+)\.py`", page))
+    files = {p.stem for p in SRC.rglob("*.py") if p.stem != "__init__"}
+    files |= {"__init__"} if "`__init__.py`" in page else set()
+    assert named - files - {"__init__"} == set(), f"docs/architecture.md names modules that do not exist: {named - files}"
+    plots = {f for f in files if f.startswith("plots_")}  # covered by `plots*.py`
+    assert files - named - plots - {"__init__"} == set(), f"modules missing from docs/architecture.md: {files - named - plots}"
