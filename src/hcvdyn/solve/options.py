@@ -108,13 +108,13 @@ def pad_last(x: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
     return np.concatenate([x, np.repeat(last, extra, axis=axis)], axis=axis)
 
 
-def pad_doses(doses, length_of=bucket_size):
-    """Dose arrays (drug -> (times, amounts), last axis doses) padded to ``length_of(L)``: repeated last time, zero
-    amount, which changes nothing."""
+def pad_doses(doses):
+    """Dose arrays (drug -> (times, amounts), last axis doses) padded to :func:`bucket_size` of their length:
+    repeated last time, zero amount, which changes nothing."""
     out = {}
     for k, (t, a) in doses.items():
         n = np.shape(t)[-1]
-        m = length_of(n)
+        m = bucket_size(n)
         out[k] = (pad_last(np.asarray(t, float), m), np.concatenate([np.asarray(a, float), np.zeros((*np.shape(a)[:-1], m - n))], axis=-1))
     return out
 
