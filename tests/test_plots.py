@@ -113,6 +113,11 @@ def test_vpc_pk_synergy_forest_profiles_and_scenarios(sim):
     assert "peginterferon\nconcentration (ug/L)" in ylabels and "ribavirin\nconcentration (mg/L)" in ylabels
     assert "celgosivir\nconcentration (mg/L)" in ylabels and ylabels.count("effect (fraction, 0-1)") == 3
     assert all(ax.get_xlabel() == "time (days)" for ax in fig.axes[-2:])
+    fig.canvas.draw()
+    for ax in fig.axes:  # each effect legend lies inside its panel, clear of the axis labels
+        if ax.get_legend() is not None:
+            inner, box = ax.get_window_extent(), ax.get_legend().get_window_extent()
+            assert inner.x0 <= box.x0 and box.x1 <= inner.x1 and inner.y0 <= box.y0 and box.y1 <= inner.y1
 
     from hcvdyn.model.catalog import get_model
     from hcvdyn.analysis.synergy import interaction_surface

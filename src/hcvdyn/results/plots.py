@@ -37,8 +37,9 @@ def plot_arms(sim):
         fig, (ax_v, ax_e) = plt.subplots(1, 2, figsize=(7.2, 3.6), layout="constrained")
         colors = arm_colors(sim.trajectories)
         weeks = sim.t_days / 7.0
-        for arm, tr in sim.trajectories.items():
-            ax_v.plot(weeks, tr.log10_vl, color=colors[arm], label=arm)
+        styles = ("-", "--", ":", "-.")  # arms whose typical patients coincide stay visible, one over the other
+        for k, (arm, tr) in enumerate(sim.trajectories.items()):
+            ax_v.plot(weeks, tr.log10_vl, color=colors[arm], ls=styles[k % len(styles)], label=arm)
             samples = np.isin(sim.t_days, sim.spec.sample_days)
             ax_v.plot(weeks[samples], tr.log10_vl[samples], "o", ms=3, color=colors[arm])
         ax_v.axhline(sim.spec.lloq_log10, color="0.4", ls=":", lw=1)

@@ -19,7 +19,7 @@ __all__ = ["OKABE_ITO", "EFFECT_COLORS", "EFFECT_LABELS", "VL_LABEL", "DROP_LABE
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 EFFECT_COLORS = {"eps": "#CC79A7", "eta": "#999999", "rho": "#56B4E9", "phi": "#E69F00", "sigma": "#000000"}
-EFFECT_LABELS = {p.name: f"{p.label()}: {p.description}" for d in DRUGS.values() for p in d.constant_params}  # from the declarations
+EFFECT_LABELS = {p.name: f"{p.label()} ({d.name.split('_')[0]})" for d in DRUGS.values() for p in d.constant_params}  # symbol and drug, declared once
 
 
 def style() -> dict:
