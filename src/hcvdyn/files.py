@@ -27,7 +27,6 @@ from typing import Mapping
 __all__ = [
     "bundled_folder",
     "model_folders",
-    "models_dir",
     "find_fit_spec",
     "find_model_file",
     "list_parameter_sets",
@@ -55,11 +54,6 @@ def model_folders() -> list[Path]:
         if f.is_dir() and all(f.resolve() != u.resolve() for u in unique):
             unique.append(f)
     return unique
-
-
-def models_dir() -> Path:
-    """The first folder :func:`model_folders` searches (the bundled one when no other exists)."""
-    return model_folders()[0]
 
 
 def find_model_file(name_or_path: str | os.PathLike) -> Path:
