@@ -275,3 +275,16 @@ def test_new_sampling_schedules_and_regimens_reuse_the_compiled_solver():
     b = hcvdyn.simulate(m, {}, week(6), t_obs=[0, 1, 2, 3, 7, 14, 21.0], options=opts)
     assert _compiled(m, opts, False)._cache_size() == compiled
     np.testing.assert_allclose(b.log10_vl[[0, 1, 2, 4, 6]], a.log10_vl, rtol=0, atol=1e-9)  # doses after day 21 do not matter
+
+
+def test_steps_that_overflow_are_rejected_not_carried_into_the_next_step_size():
+    """Without the jump times, a step across the onset t0 of a potent efficacy overflowed to inf/NaN, and diffrax's
+    PID controller carried the NaN into every later step size until the step budget ran out. Rejected and shrunk
+    instead (_NaNRejecting in solve/adaptive.py), the solve agrees with LSODA."""
+    m = get_model("neumann1998_fixedT")
+    p = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
+    t = np.array([0, 0.5, 1, 2, 3, 7, 14, 21, 28, 56.0])
+    ours = hcvdyn.simulate(m, p, t_obs=t, options=SolverOptions(atol=1e-9, jump_ts=False))
+    assert ours.num_steps < 2000
+    ref = hcvdyn.simulate_scipy(m, p, (), t, rtol=1e-11, atol=1e-11)
+    assert np.max(np.abs(ours.log10_vl - ref.log10_vl)) < 1e-6
