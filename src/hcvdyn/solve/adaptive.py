@@ -54,8 +54,10 @@ class _NaNRejecting(diffrax.AbstractAdaptiveStepSizeController):
     shrunk, as those with an infinite error are (diffrax's PID controller carries a NaN into its next step size and
     never recovers).
 
-    An explicit step far beyond the stability limit can overflow: a step across a constant efficacy's onset when the
-    jump times are not given to the controller (SolverOptions.jump_ts = False).
+    An explicit step far beyond the stability limit can overflow: the first step after a potent constant efficacy
+    stops (t_end), when ln V relaxes at rate c / (1 - eps) (124 /day at eps = 0.95) and the step size is still the
+    one of the slow decline before it; or a step across the onset t0 when the jump times are not given
+    (SolverOptions.jump_ts = False).
     """
 
     inner: diffrax.AbstractAdaptiveStepSizeController
@@ -105,7 +107,7 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
     if options.jump_ts:
         jumps = [jnp.asarray(doses[d][0], dtype=jnp.float64) for d in model.pk_drugs]
         if model.constant_drugs:
-            jumps.append(jnp.reshape(params["t0"], (1,)))
+            jumps.append(jnp.stack([params["t0"], params["t_end"]]))
         if jumps:
             controller = diffrax.ClipStepSizeController(controller, jump_ts=jnp.concatenate(jumps))
     sol = diffrax.diffeqsolve(
