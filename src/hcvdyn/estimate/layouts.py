@@ -103,11 +103,9 @@ class Layout:
         """"sample"; "dose" (NONMEM/Monolix: EVID 1 or 4, or without EVID a non-zero AMT); "skip" (other EVID, MDV 1)."""
         if self.kind == "long":
             return "sample"
-        evid = row["evid"]
-        if evid in ("1", "4") or (not evid and _is_number(row["amt"]) and float(row["amt"]) != 0.0):
-            return "dose"
-        if evid == "" and row["amt"] and not _is_number(row["amt"]):
-            return "dose"  # not a number: read as a dose row, where doses() names the problem
+        evid, amt = row["evid"], row["amt"]
+        if evid in ("1", "4") or (not evid and amt and not (_is_number(amt) and float(amt) == 0.0)):
+            return "dose"  # an AMT that is not a number too: doses() names the problem
         return "sample" if evid in ("", "0") and row["mdv"] in ("", "0") else "skip"
 
     def id_time(self, row: Row) -> tuple[str, float]:
