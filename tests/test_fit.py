@@ -1,6 +1,7 @@
 """Individual fits: exact Jacobian, M3 censoring, parameter recovery, convergence reporting, bad input."""
 
 import math
+from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -473,3 +474,53 @@ def test_pkpd_patient_fit_with_regimens():
         assert fit2.params[k] == pytest.approx(fit.params[k], rel=1e-9)
     with pytest.raises(ValueError, match="dose records from its data file and regimens were given"):
         fit_patient(model, p_dosed, tuple(truth), regimens=regs)
+
+
+# ---- treatment ends from the data: on-treatment decline and post-treatment relapse fitted together --------------
+
+RELAPSE_DAYS = np.array([0, 0.5, 1, 2, 3, 7, 14, 21, 28, 29, 31, 35, 42, 56.0])
+
+
+def test_a_patients_treatment_end_fits_decline_and_relapse_together():
+    """Noise-free data of a patient whose treatment stopped at day 28: with its treatment end, the fit recovers the
+    truth from a distant start; without it the model, on treatment for ever, cannot follow the rebound."""
+    truth = {**TRUTH, "t_end": 28.0}
+    f = hcvdyn.simulate(MODEL, truth, t_obs=RELAPSE_DAYS).log10_vl
+    assert f[-1] > f[8] + 1  # the data show the relapse
+    n = RELAPSE_DAYS.size
+    stopped = PatientData("r1", "", RELAPSE_DAYS, f, np.zeros(n, bool), np.full(n, LLOQ), treatment_end_days=28.0)
+    start = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
+    fit = fit_patient(MODEL, stopped, FREE, start)
+    assert fit.success and fit.params["t_end"] == 28.0 and fit.objective < 1e-8
+    for k in FREE:
+        assert fit.params[k] == pytest.approx(TRUTH[k], rel=1e-4), k
+    never = fit_patient(MODEL, replace(stopped, treatment_end_days=math.inf), FREE, start)
+    assert never.params["t_end"] == MODEL.params["t_end"].default and never.objective > 100
+
+
+def test_trial_problem_takes_each_patients_treatment_end():
+    truth = {"log10_V0": 6.4, "delta": 0.2, **ARM_EFFECTS["triple"]}
+    days = RELAPSE_DAYS
+    pats = []
+    for pid, end in (("a", 28.0), ("b", math.inf)):
+        f = hcvdyn.simulate(AGI, {**truth, "t_end": min(end, 1e4)}, t_obs=days).log10_vl
+        pats.append(PatientData(pid, "triple", days, f, np.zeros(days.size, bool), np.full(days.size, LLOQ), treatment_end_days=end))
+    design = FitDesign(individual=("log10_V0", "delta"), shared=("eps",), params=truth)
+    problem = build_trial_problem(AGI, Dataset(tuple(pats)), {"triple": ()}, design)
+    np.testing.assert_array_equal(problem.fixed["t_end"], [28.0, AGI.params["t_end"].default])
+    assert np.max(np.abs(problem.residual(problem.parameters()))) < 1e-6  # at the truth, relapse included
+    assert problem.patient_params(problem.parameters())["a"]["t_end"] == 28.0
+
+
+@pytest.mark.parametrize(
+    "model,end,design,match",
+    [
+        ("pkpd3", 28.0, dict(individual=("delta",)), r"the data give treatment ends \(patient a: day 28\) but model pkpd3 has no constant-efficacy drug"),
+        ("agi_constant", 28.0, dict(individual=("delta", "t_end")), r"t_end is estimated, yet the data give treatment ends"),
+        ("agi_constant", 2e4, dict(individual=("delta",)), r"patient a: treatment end: parameter 't_end' = 20000.0 outside its admissible range"),
+    ],
+)
+def test_treatment_ends_the_model_cannot_use_are_refused(model, end, design, match):
+    pat = PatientData("a", "x", DAYS, np.full(DAYS.size, 5.0), np.zeros(DAYS.size, bool), np.full(DAYS.size, LLOQ), treatment_end_days=end)
+    with pytest.raises(ValueError, match=match):
+        build_trial_problem(hcvdyn.get_model(model), Dataset((pat,)), {"x": ()}, FitDesign(**design))

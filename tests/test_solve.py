@@ -110,9 +110,9 @@ def test_jacfwd_matches_central_differences_pkpd3(pkpd3):
 
 
 def test_jacfwd_matches_central_differences_constant_model():
-    """Constant-efficacy model including the onset delay t0 (a moving discontinuity)."""
+    """Constant-efficacy model including the onset delay t0 and the end of treatment t_end (moving discontinuities)."""
     m = get_model("agi_constant")
-    p = m.defaults(eps=0.8, eta=0.1, rho=0.3, phi=0.2, sigma=0.1)
+    p = m.defaults(eps=0.8, eta=0.1, rho=0.3, phi=0.2, sigma=0.1, t_end=10.0)
     t_obs = np.array([0.5, 1.0, 2.0, 7.0, 14.0, 28.0])
     _assert_jacobian(m, p, {}, t_obs)
 
@@ -275,3 +275,53 @@ def test_new_sampling_schedules_and_regimens_reuse_the_compiled_solver():
     b = hcvdyn.simulate(m, {}, week(6), t_obs=[0, 1, 2, 3, 7, 14, 21.0], options=opts)
     assert _compiled(m, opts, False)._cache_size() == compiled
     np.testing.assert_allclose(b.log10_vl[[0, 1, 2, 4, 6]], a.log10_vl, rtol=0, atol=1e-9)  # doses after day 21 do not matter
+
+
+def test_constant_efficacy_stops_at_t_end_and_the_virus_rebounds_as_the_closed_form():
+    """After t_end the held-T model is linear in (I, V) with no drug: d(I, V)/dt = [[-delta, beta T0], [p, -c]] (I, V),
+    solved exactly by the matrix exponential from the state at t_end (Neumann et al. 1998 without treatment).
+    Before t_end nothing changes; the solver's jump times include t_end, and LSODA split there agrees."""
+    from scipy.linalg import expm
+
+    m = get_model("neumann1998_fixedT")
+    p = m.defaults(eps=0.95, delta=0.2, log10_V0=6.3, t_end=28.0)
+    t = np.concatenate([np.linspace(0.0, 28.0, 15), np.linspace(28.5, 84.0, 20)])
+    tr = hcvdyn.simulate(m, p, t_obs=t, options=TIGHT)
+    on = t < 28.0
+    expected_on = neumann_closed_form(t[on], 6.3, 0.95, p["c"], 0.2, p["t0"])
+    assert np.max(np.abs(tr.log10_vl[on] - expected_on)) < 1e-6
+    t0_cells = float(m.steady_state(p)[0])
+    at_end = hcvdyn.simulate(m, p, t_obs=[28.0], options=TIGHT)
+    state = np.array([at_end.infected_cells[0], 10 ** at_end.log10_vl[0]])
+    a = np.array([[-p["delta"], p["beta"] * t0_cells], [p["p"], -p["c"]]])
+    expected_off = [np.log10((expm(a * (ti - 28.0)) @ state)[1]) for ti in t[~on]]
+    assert np.max(np.abs(tr.log10_vl[~on] - expected_off)) < 1e-6
+    assert tr.log10_vl[-1] > tr.log10_vl[on][-1] + 1  # relapse: the load climbs back
+    ref = hcvdyn.simulate_scipy(m, p, (), t, rtol=1e-11, atol=1e-11)
+    assert np.max(np.abs(tr.log10_vl - ref.log10_vl)) < 1e-6
+    from hcvdyn.solve.grid import grid_doses, population_solver  # fixed steps cannot follow the rebound: refused
+
+    idx, amt = grid_doses((), (), 84, 24, np.full(2, 70.0))
+    with pytest.raises(ValueError, match=r"constant efficacies stop at t_end = 28 days, within the 84-day grid"):
+        population_solver(m, 84, 24)({k: np.full(2, v) for k, v in p.items()}, idx, amt)
+    idx, amt = grid_doses((), (), 27, 24, np.full(2, 70.0))
+    grid = np.asarray(population_solver(m, 27, 24)({k: np.full(2, v) for k, v in p.items()}, idx, amt))[:, 3, 0] / math.log(10)
+    days = hcvdyn.simulate(m, p, t_obs=np.arange(28.0), options=TIGHT).log10_vl
+    assert np.max(np.abs(grid - days)) < 1e-2  # up to the end of treatment the grid follows
+    default = hcvdyn.simulate(m, {**p, "t_end": m.params["t_end"].default}, t_obs=t, options=TIGHT)
+    np.testing.assert_allclose(default.log10_vl[on], tr.log10_vl[on], atol=1e-9)  # the default never stops
+    with pytest.raises(ValueError, match=r"parameter 't_end' = -1.0 outside its admissible range"):
+        hcvdyn.simulate(m, {"t_end": -1.0}, t_obs=t)
+@pytest.mark.parametrize("t_end,jump_ts", [(1e4, False), (28.0, True)])
+def test_steps_that_overflow_are_rejected_not_carried_into_the_next_step_size(t_end, jump_ts):
+    """A step across the onset t0 of a potent efficacy without the jump times, or the first step after it stops (ln V
+    then relaxes at c / (1 - eps) = 62 /day with the step size of the slow decline before), overflowed to inf/NaN,
+    and diffrax's PID controller carried the NaN into every later step size until the step budget ran out.
+    Rejected and shrunk instead (_NaNRejecting in solve/adaptive.py), the solve agrees with LSODA."""
+    m = get_model("neumann1998_fixedT")
+    p = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15, "t_end": t_end}
+    t = np.array([0, 0.5, 1, 2, 3, 7, 14, 21, 28, 29, 31, 35, 42, 56.0])
+    ours = hcvdyn.simulate(m, p, t_obs=t, options=SolverOptions(atol=1e-9, jump_ts=jump_ts))
+    assert ours.num_steps < 2000
+    ref = hcvdyn.simulate_scipy(m, p, (), t, rtol=1e-11, atol=1e-11)
+    assert np.max(np.abs(ours.log10_vl - ref.log10_vl)) < 1e-6

@@ -29,7 +29,7 @@ from hcvdyn.estimate.data import PatientData
 from hcvdyn.estimate.design import Estimate, FitDesign, design_of
 from hcvdyn.estimate.likelihood import PAD_TO, jacobian_and_residuals_fn, once_per_point, raw_errors, residual_sd_mle
 from hcvdyn.estimate.optimize import best_of, check_bounds, draw_start, draw_starts, minimize_least_squares, pad_patients
-from hcvdyn.estimate.problem import TrialProblem, build_trial_problem
+from hcvdyn.estimate.problem import TrialProblem, build_trial_problem, treatment_ends
 from hcvdyn.estimate.profile import profile_curve, profile_grid, profile_interval, wald_interval
 from hcvdyn.model.dosing import Regimen, dose_arrays
 from hcvdyn.model.hcv import HCVModel
@@ -97,7 +97,8 @@ def fit_patient(
 ) -> PatientFit:
     """Fit the ``free`` parameters of ``model`` to one patient by M3 maximum likelihood (lmfit least_squares).
 
-    params: values of fixed parameters and starting values of free ones (defaults otherwise).
+    params: values of fixed parameters and starting values of free ones (defaults otherwise); the patient's own
+    treatment end (``treatment_end_days``), where its data give one, sets t_end.
     regimens: the patient's dosing; default: its dose records (``patient.doses``), if its data file has them.
     sigma: residual SD in log10 IU/mL (default 0.2, Nyberg et al. 2014). n_starts > 1 adds starts drawn
     within the bounds (seeded) and keeps the best; the spread of optima is in ``start_objectives``.
@@ -115,6 +116,9 @@ def fit_patient(
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"{where}: sigma = {sigma} must be a positive number (log10 IU/mL)")
     values = model.defaults(**(params or {}))
+    ends = treatment_ends(model, [patient], values.get("t_end", math.inf), free, where)
+    if ends is not None:
+        values["t_end"] = float(ends[0])  # the patient's data say when its treatment stopped
     bounds = check_bounds(model, free, bounds, values, where)
     model.check_steady_state(values, where=where)
     if patient.n_obs < len(free) or patient.t_days[-1] <= 0:

@@ -5,6 +5,7 @@ vector with a block Jacobian (:class:`TrialProblem`), and one patient's own prob
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable, Mapping, Sequence
@@ -18,9 +19,10 @@ from hcvdyn.estimate.optimize import minimize_least_squares, pad_patients
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, patient_regimens
 from hcvdyn.model.drugs import EFFECTS
 from hcvdyn.model.hcv import HCVModel
+from hcvdyn.model.parameters import check_values
 from hcvdyn.solve.options import SolverOptions
 
-__all__ = ["PatientProblem", "TrialProblem", "build_trial_problem"]
+__all__ = ["PatientProblem", "TrialProblem", "build_trial_problem", "treatment_ends"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +216,7 @@ def build_trial_problem(model: HCVModel, dataset, regimens_by_arm: Mapping[str, 
     """The whole-trial problem of ``dataset`` under ``design`` (checked here against the model and the data's arms).
 
     regimens_by_arm: each arm's regimens; a patient with dose records in its data is dosed by those instead.
+    A patient whose data give its treatment end (``treatment_end_days``) has that as its fixed t_end.
     """
     pats = list(dataset)
     arms = tuple(dict.fromkeys(p.arm for p in pats))
@@ -228,6 +231,9 @@ def build_trial_problem(model: HCVModel, dataset, regimens_by_arm: Mapping[str, 
                               [design.weight_kg] * n_pat)
     free = design.free
     fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
+    ends = treatment_ends(model, pats, values.get("t_end", math.inf), free, "fit_trial")
+    if ends is not None:
+        fixed["t_end"] = ends
     out_value = lambda k: float(design.outside.get(k, 0.0 if k in EFFECTS else values[k]))  # noqa: E731
     bound = lambda k: design.bounds.get(k, (model.params[k].lower, model.params[k].upper))  # noqa: E731
     rows: list[tuple[Estimate, float, float, float, bool]] = []
@@ -253,3 +259,24 @@ def build_trial_problem(model: HCVModel, dataset, regimens_by_arm: Mapping[str, 
     estimates, start, lower, upper, vary = (tuple(c) for c in zip(*rows)) if rows else ((),) * 5
     return TrialProblem(model, design, tuple(p.id for p in pats), estimates, start, lower, upper, vary, tuple(free), cols, fixed,
                         doses, t, y, cens, lloq, mask, design.sigma)
+
+
+def treatment_ends(model: HCVModel, patients, default: float, free: Sequence[str], where: str) -> np.ndarray | None:
+    """Each patient's ``t_end``: the end of treatment its data give (``treatment_end_days``), else ``default``; None
+    when no patient's data give one.
+
+    ValueError when the data give treatment ends the model cannot use (no constant-efficacy drug: PK-mode effects
+    end with the regimens' doses), ends outside t_end's bounds, or ends for a t_end that the fit estimates.
+    """
+    given = [p for p in patients if math.isfinite(p.treatment_end_days)]
+    if not given:
+        return None
+    first = f"patient {given[0].id}: day {given[0].treatment_end_days:g}"
+    if "t_end" not in model.params:
+        raise ValueError(f"{where}: the data give treatment ends ({first}) but model {model.name} has no constant-efficacy "
+                         "drug for them to stop; its PK-mode effects end with the regimens' last doses")
+    if "t_end" in free:
+        raise ValueError(f"{where}: t_end is estimated, yet the data give treatment ends ({first}); fix t_end or drop the column")
+    for p in given:
+        check_values(model.params, {"t_end": p.treatment_end_days}, where=f"{where}: patient {p.id}: treatment end")
+    return np.array([p.treatment_end_days if math.isfinite(p.treatment_end_days) else default for p in patients])

@@ -9,8 +9,8 @@ Each drug acts on the viral-kinetic model through named *effects* (fractions in 
   inhibitor; hcvdyn's own formulation, see docs/models.md)
 * ``sigma`` block of virion secretion (alpha-glucosidase inhibitor; hcvdyn's own formulation)
 
-A drug is used either in ``"constant"`` mode (each effect a constant, switched on at the delay t0,
-as in the classic fits) or in ``"pk"`` mode (effect = max * Hill(C(t)) with C from the drug's
+A drug is used either in ``"constant"`` mode (each effect a constant, switched on at the delay t0 and off at the
+end of treatment t_end, as in the classic fits) or in ``"pk"`` mode (effect = max * Hill(C(t)) with C from the drug's
 regimen and linear PK, :mod:`hcvdyn.model.pk`).
 """
 

@@ -66,6 +66,7 @@ from hcvdyn.model.kinetics import (
     R_HOMEOSTATIC,
     STATES,
     T0_PARAM,
+    T_END_PARAM,
     shift_odds,
 )
 from hcvdyn.model.parameters import ParamTable, check_values
@@ -144,7 +145,7 @@ class HCVModel:
         elif self.proliferation:
             rows += PROLIFERATION_PARAMS
         if self.constant_drugs:
-            rows.append(T0_PARAM)
+            rows += [T0_PARAM, T_END_PARAM]
         for drug, mode in self.drug_objs:
             rows += drug.constant_params if mode == "constant" else drug.pk_params
         if self.interaction is not None:
@@ -208,8 +209,13 @@ class HCVModel:
 
     def effects(self, t, params, pk_data):
         """Each effect in :data:`EFFECTS` at time t (0 for effects no drug drives)."""
-        on = t >= params["t0"] if self.constant_drugs else True
-        return self.effects_from_concentrations(self.concentrations(t, pk_data), on, params, t)
+        return self.effects_from_concentrations(self.concentrations(t, pk_data), self.constant_on(t, params), params, t)
+
+    def constant_on(self, t, params):
+        """Whether constant-mode effects act at time t: from the delay t0 to the end of treatment, t0 <= t < t_end."""
+        if not self.constant_drugs:
+            return True
+        return (t >= params["t0"]) & (t < params["t_end"])
 
     def occupancies(self, conc, on, params):
         """Per drug: (occupancy h in [0, 1], Hill n) before any interaction; constant mode: h = first effect, n = 1."""
@@ -223,7 +229,7 @@ class HCVModel:
         return occ
 
     def effects_from_concentrations(self, conc, on, params, t=0.0):
-        """Effects from PK-mode concentrations and the constant-mode switch ``on`` (t >= t0), with equation (5).
+        """Effects from PK-mode concentrations and the constant-mode switch ``on`` (t0 <= t < t_end), with equation (5).
 
         Interferon's maximal effect declines from ifn_emax to ifn_emax_late at rate ifn_k_ref from day 0
         (refractoriness, equation 7); t (days since the start of treatment) matters only for that.

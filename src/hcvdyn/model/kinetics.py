@@ -86,6 +86,15 @@ T0_PARAM = Param(
 
 
 
+T_END_PARAM = Param(
+    "t_end", "day", 1e4, 0.0, 1e4,
+    "assumption: the end of each patient's course, not a published value; a fit sets it per patient from the data "
+    "(treatment_end_days). The default, 1e4 days (27 years), lies beyond any course: treatment not stopped",
+    "end of treatment: constant-efficacy drug effects act for t0 <= t < t_end", r"t_{end}",
+)
+
+
+
 MODES = ("constant", "pk")
 
 

@@ -23,6 +23,7 @@ from hcvdyn.model.kinetics import (
     STATE_UNITS,
     STATES,
     T0_PARAM,
+    T_END_PARAM,
 )
 
 __all__ = ["model_reference", "param_table_md"]
@@ -101,9 +102,12 @@ def model_reference() -> str:
         "",
         param_table_md([R_HOMEOSTATIC, F0_PARAM]),
         "",
-        "## Onset delay (models with a constant-efficacy drug)",
+        "## Treatment window (models with a constant-efficacy drug)",
         "",
-        param_table_md([T0_PARAM]),
+        "Constant efficacies act from the delay t0 to the end of treatment t_end; after t_end the virus rebounds "
+        "(relapse). A whole-trial fit takes each patient's t_end from its data (`treatment_end_days`).",
+        "",
+        param_table_md([T0_PARAM, T_END_PARAM]),
         "",
         "## Drug interaction (models with an interaction pair, equation 5)",
         "",

@@ -49,6 +49,44 @@ __all__ = [
 
 
 
+class _NaNRejecting(diffrax.AbstractAdaptiveStepSizeController):
+    """An adaptive controller whose steps with a NaN error estimate (or an infinite candidate state) are rejected and
+    shrunk, as those with an infinite error are (diffrax's PID controller carries a NaN into its next step size and
+    never recovers).
+
+    An explicit step far beyond the stability limit can overflow: the first step after a potent constant efficacy
+    stops (t_end), when ln V relaxes at rate c / (1 - eps) (124 /day at eps = 0.95) and the step size is still the
+    one of the slow decline before it; or a step across the onset t0 when the jump times are not given
+    (SolverOptions.jump_ts = False).
+    """
+
+    inner: diffrax.AbstractAdaptiveStepSizeController
+
+    @property
+    def rtol(self):
+        return self.inner.rtol
+
+    @property
+    def atol(self):
+        return self.inner.atol
+
+    @property
+    def norm(self):
+        return self.inner.norm
+
+    def wrap(self, direction):
+        return _NaNRejecting(self.inner.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        return self.inner.init(terms, t0, t1, y0, dt0, args, func, error_order)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+        y_error = jax.tree_util.tree_map(lambda e: jnp.where(jnp.isnan(e), jnp.inf, e), y_error)
+        # an infinite candidate times rtol = 0 would make the error's scale NaN: scale by y0 there instead
+        y1_candidate = jax.tree_util.tree_map(lambda a, b: jnp.where(jnp.isfinite(b), b, a), y0, y1_candidate)
+        return self.inner.adapt_step_size(t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state)
+
+
 def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptions = SolverOptions()):
     """ln-scale states (ln T, ln I, ln V_I, ln V) at ``t_obs`` and a success flag. Pure and traceable.
 
@@ -64,12 +102,12 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
 
     args = (params, pk_data, s)
     fastest = jnp.max(jnp.abs(jnp.diag(jax.jacfwd(lambda y: model.rhs(0.0, y, args))(y0))))
-    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol,
-                                       dtmax=options.stability_cap / jnp.maximum(params["c"], fastest))
+    controller = _NaNRejecting(diffrax.PIDController(rtol=options.rtol, atol=options.atol,
+                                                    dtmax=options.stability_cap / jnp.maximum(params["c"], fastest)))
     if options.jump_ts:
         jumps = [jnp.asarray(doses[d][0], dtype=jnp.float64) for d in model.pk_drugs]
         if model.constant_drugs:
-            jumps.append(jnp.reshape(params["t0"], (1,)))
+            jumps.append(jnp.stack([params["t0"], params["t_end"]]))
         if jumps:
             controller = diffrax.ClipStepSizeController(controller, jump_ts=jnp.concatenate(jumps))
     sol = diffrax.diffeqsolve(

@@ -62,8 +62,7 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
         pk_state, t_start = args
         i = jnp.argmin(jnp.abs((t - t_start) / h - offsets))
         conc = {name: jnp.sum(rows[name][i] * pk_state[name], axis=0) for name in rows}
-        on = t >= params["t0"] if model.constant_drugs else True
-        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, on, params, t))
+        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, model.constant_on(t, params), params, t))
 
     term = diffrax.ODETerm(field)
     solver = diffrax.Tsit5()
@@ -90,8 +89,25 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
 
 @lru_cache(maxsize=32)
 def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
-    """The jitted :func:`solve_population` for one model and grid, shared by all callers (compiled per batch shape)."""
-    return jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, steps_per_day))
+    """The jitted :func:`solve_population` for one model and grid, shared by all callers (compiled per batch shape).
+
+    Constant efficacies that stop within the grid (t_end <= n_days) are refused: when a drug of efficacy eps stops,
+    ln V relaxes at rate c / (1 - eps) (124 /day at eps = 0.95), beyond the stability of fixed steps of 1/24 day;
+    the adaptive solver (:func:`hcvdyn.solve.adaptive.simulate_batch`, used by every fit) follows it.
+    """
+    solve = jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, steps_per_day))
+    if not model.constant_drugs:
+        return solve
+
+    def checked(params, dose_index, dose_amounts):
+        t_end = float(np.min(params["t_end"]))
+        if t_end <= n_days:
+            raise ValueError(f"population solver ({model.name}): constant efficacies stop at t_end = {t_end:g} days, within "
+                             f"the {n_days}-day grid, whose fixed steps cannot follow the rebound that follows; simulate "
+                             "such patients with the adaptive solver (hcvdyn.simulate_batch)")
+        return solve(params, dose_index, dose_amounts)
+
+    return checked
 
 
 

@@ -31,7 +31,7 @@ class SolverOptions:
     rtol, atol: tolerances on the ln-scale states. On ln-states atol is the relative error of each original
         state, whatever its size (1e-8 on ln V is 4e-9 log10), so rtol defaults to 0: an rtol would be
         multiplied by |ln T| ~ 11 and let errors of the slow T and I equations accumulate over months.
-    jump_ts: hand dose times (and the constant-efficacy onset t0) to the step-size controller.
+    jump_ts: hand dose times (and the constant-efficacy onset t0 and end t_end) to the step-size controller.
     stability_cap: steps are capped at stability_cap / lambda days, lambda the fastest rate of the
         pretreatment state: the largest |diagonal entry| of the Jacobian of the right-hand side, which is c
         (virion clearance) unless target cells turn over faster (s/T0 = d + beta V0 grows with the load:

@@ -30,7 +30,7 @@ def simulate_scipy(
     """Reference solve of the same right-hand side with ``scipy.integrate.solve_ivp`` (for tests and benchmarks).
 
     The model equations are shared with the JAX path; only the integrator differs. The interval is
-    split at every dose time and at t0, so that the reference integrator never steps across a kink.
+    split at every dose time, at t0 and at t_end, so that the reference integrator never steps across a kink.
     """
     from scipy.integrate import solve_ivp
 
@@ -46,8 +46,8 @@ def simulate_scipy(
     breaks = {0.0, float(t[-1])}
     for d in model.pk_drugs:
         breaks.update(float(x) for x in doses[d][0] if 0 < x < t[-1])
-    if model.constant_drugs and 0 < full["t0"] < t[-1]:
-        breaks.add(full["t0"])
+    if model.constant_drugs:
+        breaks.update(full[k] for k in ("t0", "t_end") if 0 < full[k] < t[-1])
     edges = sorted(breaks)
     y = np.asarray(model.initial_log_state(jparams))
     out = np.empty((t.size, 4))
