@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["Param", "ParamTable", "check_values", "to_scale", "from_scale"]
+__all__ = ["Param", "ParamTable", "check_values", "to_scale", "from_scale", "untransform"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,13 @@ def to_scale(values, scales) -> list[float]:
 def from_scale(x, scales) -> list[float]:
     """Inverse of :func:`to_scale`."""
     return [math.exp(v) if s == "log" else 1 / (1 + math.exp(-v)) if s == "logit" else float(v) for v, s in zip(x, scales)]
+
+
+def untransform(scales, y):
+    """Traceable (JAX) :meth:`Param.from_scale` of a vector ``y`` whose entries are on ``scales`` (a tuple)."""
+    import jax.numpy as jnp
+
+    y = jnp.asarray(y)
+    log = jnp.array([s == "log" for s in scales])
+    logit = jnp.array([s == "logit" for s in scales])
+    return jnp.where(log, jnp.exp(jnp.where(log, y, 0.0)), jnp.where(logit, 1.0 / (1.0 + jnp.exp(-y)), y))
