@@ -24,6 +24,10 @@ from hcvdyn.cache import enable_compilation_cache  # noqa: E402
 from hcvdyn.estimate.data import Dataset, PatientData, read_viral_loads  # noqa: E402
 from hcvdyn.estimate.fit import PatientFit, TrialFit, fit_patient, fit_trial  # noqa: E402
 from hcvdyn.estimate.fitspec import FitSpec, load_fit_spec  # noqa: E402
+from hcvdyn.estimate.marginal import importance_sampling  # noqa: E402
+from hcvdyn.estimate.population_design import Covariate, PopulationDesign  # noqa: E402
+from hcvdyn.estimate.population_diagnostics import population_vpc, sample_rows  # noqa: E402
+from hcvdyn.estimate.population_fit import PopulationFit, fit_population  # noqa: E402
 from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth  # noqa: E402
 from hcvdyn.model.catalog import MODELS, get_model  # noqa: E402
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict  # noqa: E402
@@ -47,6 +51,7 @@ __all__ = [
     # estimate
     "Dataset", "FitSpec", "PatientData", "PatientFit", "TrialFit", "fit_patient", "fit_trial", "generate_synthetic_trial",
     "load_fit_spec", "load_truth", "read_viral_loads",
+    "Covariate", "PopulationDesign", "PopulationFit", "fit_population", "importance_sampling", "population_vpc", "sample_rows",
     # analysis
     "ArmSimulation", "OutcomeDefinitions", "Population", "VirtualTrial", "classify", "compare_arms", "cure_day",
     "estimate_synergy", "load_population", "load_scenarios", "patient_outcomes", "predict_patient", "run_scenarios",

@@ -25,6 +25,8 @@ def cmd_fit(args) -> int:
     out = results_folder(args, spec.name)
     data = spec.read_data()
     regs, design = spec.regimens_for(data), spec.design
+    if spec.population is not None:
+        return _population_fit(args, spec, data, regs, out)
     print(f"fitting {len(data)} patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     fit = fit_trial(spec.model, data, regs, design, profile=tuple(n for n in (args.profile or "").split(",") if n))
     rows, meta = fit_tables(spec, data, fit, out)
@@ -50,6 +52,37 @@ def cmd_fit(args) -> int:
         return 1
     return 0
 
+
+
+def _population_fit(args, spec, data, regs, out) -> int:
+    """``hcvdyn fit`` of a specification with a ``[population]`` table: FOCE-I or Laplace (docs/population.md)."""
+    from hcvdyn.estimate.population_diagnostics import population_vpc, sample_rows
+    from hcvdyn.estimate.population_fit import fit_population
+    from hcvdyn.results.population_tables import individual_rows, population_meta, population_parameter_rows
+    from hcvdyn.results.writers import rows_csv, write_results
+
+    design = spec.population
+    print(f"fitting a population model ({design.method}, random effects on {', '.join(design.fit.individual)}) to {len(data)} "
+          f"patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
+    fit = fit_population(spec.model, data, regs, design)
+    rows = population_parameter_rows(fit)
+    vpc = population_vpc(fit, data, seed=design.fit.seed)
+    write_results(out, {"parameters.csv": rows_csv(rows), "individual.csv": rows_csv(individual_rows(fit, data)),
+                        "samples.csv": rows_csv(sample_rows(fit, data, seed=design.fit.seed)), "vpc.csv": rows_csv(vpc.rows()),
+                        "observations.csv": rows_csv(data.rows()), "result.json": population_meta(spec, data, fit, out, design)},
+                  force=args.force)
+    print(f"wrote {out}/ (parameters.csv, individual.csv, samples.csv, vpc.csv, observations.csv, result.json)")
+    print(f"  OFV (-2 ln L, {design.method}) {fit.ofv:.3f}   AIC {fit.aic:.2f}   {fit.evaluations} evaluations, {fit.seconds:.0f} s")
+    for r in rows:
+        if r["kind"] in ("variance", "correlation"):
+            continue
+        unit = "" if r["unit"] in ("1", "linear") else f" {r['unit']}"
+        print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  95% [{r['lower']:.4g}, {r['upper']:.4g}]")
+    print("  shrinkage: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in fit.shrinkage.items()))
+    if not fit.success:
+        print(f"hcvdyn: warning: {fit.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_figures(args) -> int:

@@ -37,7 +37,7 @@ from hcvdyn.model.hcv import HCVModel
 from hcvdyn.solve.adaptive import log10_load
 from hcvdyn.solve.options import NumericalError, SolverOptions
 
-__all__ = ["PatientBands", "prediction_bands", "VPC", "vpc"]
+__all__ = ["summarize_vpc", "PatientBands", "prediction_bands", "VPC", "vpc"]
 
 
 @lru_cache(maxsize=16)
@@ -207,7 +207,15 @@ def vpc(
                                  "check the fit's estimates (hcvdyn fit) before the VPC")
         y = y + fit.sigma * rng.standard_normal((len(pats), times.size))
         sims[r] = np.maximum(y, lloq[:, None])
+    return summarize_vpc(observed, sims, present, arms_of, times, percentiles, seed, float(np.min(lloq)),
+                         redrawn / (n_replicates * len(pats)))
+
+
+def summarize_vpc(observed, sims, present, arms_of, times, percentiles, seed: int, lloq_log10: float, redrawn: float) -> VPC:
+    """The :class:`VPC` of observed values (n_patients, n_t) and replicate simulations (n_rep, n_patients, n_t), both
+    with censored samples at their limit; ``present`` marks each patient's sample times."""
     q = np.asarray(percentiles, float)
+    n_replicates = sims.shape[0]
     obs_p, sim_p, t_by_arm = {}, {}, {}
     inside, total = 0, 0
     for arm in dict.fromkeys(arms_of):
@@ -219,5 +227,4 @@ def vpc(
         ok = (obs_p[arm] >= sim_p[arm][:, 1] - 1e-9) & (obs_p[arm] <= sim_p[arm][:, 2] + 1e-9)
         inside += int(ok.sum())
         total += ok.size
-    return VPC(tuple(float(x) for x in q), t_by_arm, obs_p, sim_p, n_replicates, seed, float(np.min(lloq)), inside / max(total, 1),
-               redrawn / (n_replicates * len(pats)))
+    return VPC(tuple(float(x) for x in q), t_by_arm, obs_p, sim_p, n_replicates, seed, lloq_log10, inside / max(total, 1), redrawn)

@@ -11,6 +11,7 @@ from typing import Mapping
 
 from hcvdyn.estimate.design import FitDesign
 from hcvdyn.estimate.optimize import check_bounds
+from hcvdyn.estimate.population_design import Covariate, PopulationDesign
 from hcvdyn.files import check_keys, find_fit_spec, find_model_file, load_toml, require
 from hcvdyn.model.catalog import get_model
 from hcvdyn.model.dosing import Regimen
@@ -35,6 +36,7 @@ class FitSpec:
     design: FitDesign
     regimens_by_arm: Mapping[str, tuple[Regimen, ...]]
     report: Mapping[str, str] = field(default_factory=dict)  # pk_trial, scenarios, truth (``hcvdyn report``)
+    population: PopulationDesign | None = None  # ``[population]``: a nonlinear mixed-effects fit instead of fit_trial
     dose_cmt: Mapping[int, str] = field(default_factory=dict)  # NONMEM CMT -> drug: the data's dose rows dose the fit
 
     def regimens_for(self, data) -> Mapping[str, tuple[Regimen, ...]]:
@@ -82,7 +84,7 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     doc = load_toml(path)
     where = str(path)
     check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report",
-                      "dose_cmt"}, where)
+                      "dose_cmt", "population"}, where)
     data_path = path.parent / require(doc, "data", str, where)
     if not data_path.is_file():
         raise ValueError(f"{where}: data file {str(data_path)!r} not found")
@@ -149,4 +151,29 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     return FitSpec(name=doc.get("name", path.stem), path=str(path), data_path=str(data_path), model=model, design=design,
-                   regimens_by_arm=regimens, report=_report_options(doc, path, where), dose_cmt=dose_cmt)
+                   regimens_by_arm=regimens, report=_report_options(doc, path, where), dose_cmt=dose_cmt,
+                   population=_population(doc, design, where) if "population" in doc else None)
+
+
+def _population(doc: Mapping, design: FitDesign, where: str) -> PopulationDesign:
+    """The ``[population]`` table: method, omega (starting SDs), block, covariates, covariance, max_iter."""
+    pop = require(doc, "population", dict, where)
+    at = f"{where}: [population]"
+    check_keys(pop, {"method", "omega", "block", "covariates", "covariance", "max_iter"}, at)
+    omega = dict(pop.get("omega", {}))
+    covs = []
+    for j, c in enumerate(pop.get("covariates", [])):
+        if not isinstance(c, dict):
+            raise ValueError(f"{at} covariates[{j}]: write {{ parameter = \"...\", column = \"...\" }}, got {c!r}")
+        check_keys(c, {"parameter", "column", "form", "reference"}, f"{at} covariates[{j}]")
+        covs.append(Covariate(require(c, "parameter", str, at), require(c, "column", str, at), c.get("form", "category"), c.get("reference")))
+    block, max_iter = pop.get("block", False), pop.get("max_iter", 200)
+    if not isinstance(block, bool):
+        raise ValueError(f"{at} block = {block!r} must be true or false")
+    if not (isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= 1):
+        raise ValueError(f"{at} max_iter = {max_iter!r} must be an integer >= 1")
+    try:
+        return PopulationDesign(fit=design, omega=omega, block=block, covariates=tuple(covs), method=pop.get("method", "foce-i"),
+                                covariance=pop.get("covariance", "sandwich"), max_iter=max_iter)
+    except ValueError as e:
+        raise ValueError(f"{at}: {e}") from None

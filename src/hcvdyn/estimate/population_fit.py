@@ -1,0 +1,247 @@
+"""Population fit: lmfit (BFGS) drives the outer problem of :mod:`hcvdyn.estimate.nlme` with its exact gradient,
+from several seeded starts; then the covariance step (:mod:`hcvdyn.estimate.covariance`) and the empirical Bayes
+estimates with their shrinkage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from hcvdyn.estimate.covariance import CovarianceStep, covariance_step, hessian_from_gradient
+from hcvdyn.estimate.population_design import OuterValue, PopulationDesign, PopulationProblem, build_population_problem
+from hcvdyn.solve.options import NumericalError
+
+__all__ = ["PopulationFit", "fit_population", "PopulationObjective", "outer_minimizer", "GRADIENT_TOL"]
+
+GRADIENT_TOL = 1e-3  # converged: no entry of lmfit's (internal) gradient of the OFV exceeds this
+
+
+class PopulationObjective:
+    """OFV(x), its gradient and the modes, evaluated once per point; the modes of the best point so far warm-start
+    the next. A point where some patient's mode cannot be found has OFV = inf, and ``failed`` names those patients.
+
+    gradient: "exact" (JAX through the solver and the implicit derivative of the modes, :mod:`hcvdyn.estimate.nlme`)
+    or "differences" (central differences of the OFV, modes found again at each point: the usual approach of
+    other tools, kept for comparison; ``benchmarks/nlme.py``).
+    """
+
+    def __init__(self, engine, arrays, ids: tuple[str, ...], gradient: str = "exact"):
+        if gradient not in ("exact", "differences"):
+            raise ValueError(f"gradient {gradient!r}: use 'exact' or 'differences'")
+        self.engine, self.arrays, self.ids, self.how = engine, arrays, tuple(ids), gradient
+        self.best = (math.inf, np.zeros((len(self.ids), engine.layout.n_eta)))
+        self.failed: tuple[str, ...] = ()
+        self._last: tuple[bytes, tuple] | None = None
+        self.evaluations = 0
+
+    def _modes(self, xj):
+        eng, arrays = self.engine, self.arrays
+        eta, ok, _ = (np.asarray(a) for a in eng.modes(xj, arrays, jnp.asarray(self.best[1])))
+        if not ok.all():  # retry those patients from eta = 0
+            eta0, ok0, _ = (np.asarray(a) for a in eng.modes(xj, arrays, jnp.zeros_like(jnp.asarray(eta))))
+            eta = np.where((~ok & ok0)[:, None], eta0, eta)
+            ok = ok | ok0
+        return eta, ok
+
+    def _per_patient(self, x) -> np.ndarray | None:
+        """OFV_i at x without derivatives (None where a mode is not found)."""
+        xj = jnp.asarray(x)
+        eta, ok = self._modes(xj)
+        return np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2]) if ok.all() else None
+
+    def evaluate(self, x) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(OFV, gradient, per-patient gradients (N, p), modes (N, q)) at x (lmfit's external values)."""
+        x = np.asarray(x, dtype=float)
+        if self._last is not None and self._last[0] == x.tobytes():
+            return self._last[1]
+        xj = jnp.asarray(x)
+        eta, ok = self._modes(xj)
+        self.evaluations += 1
+        if not ok.all():
+            self.failed = tuple(pid for pid, good in zip(self.ids, ok) if not good)
+            out = (math.inf, np.full(x.size, np.nan), np.full((len(ok), x.size), np.nan), eta)
+        else:
+            if self.how == "exact":
+                per, grads = (np.asarray(a) for a in self.engine.objective(xj, self.arrays, jnp.asarray(eta)))
+            else:
+                per = np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2])
+                grads = np.full((len(ok), x.size), np.nan)
+                for k in range(x.size):
+                    h = 1e-5 * max(1.0, abs(x[k]))
+                    up, down = self._per_patient(x + h * np.eye(x.size)[k]), self._per_patient(x - h * np.eye(x.size)[k])
+                    if up is not None and down is not None:
+                        grads[:, k] = (up - down) / (2 * h)
+            value = float(per.sum())
+            out = (value if math.isfinite(value) else math.inf, grads.sum(axis=0), grads, eta)
+            if value < self.best[0]:
+                self.best = (value, eta)
+        self._last = (x.tobytes(), out)
+        return out
+
+    def value(self, x) -> float:
+        return self.evaluate(x)[0]
+
+    def gradient(self, x) -> np.ndarray:
+        return self.evaluate(x)[1]
+
+
+@dataclass(frozen=True)
+class PopulationFit:
+    """Result of :func:`fit_population`. ``x`` holds every outer value (by label, as :class:`OuterValue` s in
+    ``values``): typical values and drug effects on their parameters' scales, covariate shifts, Omega's Cholesky
+    factor and sigma. ``ofv`` is -2 ln L by the method's approximation, all constants included."""
+
+    model: str
+    method: str
+    values: tuple[OuterValue, ...]
+    x: Mapping[str, float]
+    ofv: float
+    aic: float
+    bic: float
+    success: bool
+    message: str
+    covariance: CovarianceStep
+    ids: tuple[str, ...]
+    random: tuple[str, ...]
+    eta: np.ndarray  # (N, q) empirical Bayes estimates (conditional modes)
+    omega: np.ndarray  # (q, q) on the parameters' scales
+    sigma: float
+    shrinkage: Mapping[str, float]
+    patient_params: Mapping[str, Mapping[str, float]]
+    n_obs: int
+    n_censored: int
+    gradient: np.ndarray  # of the OFV at the estimate, in x's order
+    start_objectives: tuple[float, ...] = ()
+    evaluations: int = 0
+    seconds: float = math.nan
+    declared: Mapping[str, object] = field(default_factory=dict)  # parameter name -> Param
+    problem: PopulationProblem | None = field(default=None, repr=False, compare=False)  # for diagnostics and simulation
+
+    @property
+    def stderr(self) -> dict[str, float]:
+        return dict(zip(self.x, map(float, self.covariance.stderr)))
+
+    def natural(self, label: str) -> float:
+        """The value in the parameter's unit (typical values and drug effects), else ``x[label]``."""
+        v = next(o for o in self.values if o.label == label)
+        return float(self.declared[v.parameter].from_scale(self.x[label])) if v.kind in ("typical", "shared", "per_arm") else self.x[label]
+
+    def rows(self, level: float = 0.95) -> list[dict]:
+        """One row per estimated value: estimate, SE, RSE%, Wald interval (on the scale, mapped back)."""
+        from scipy.stats import norm
+
+        z = norm.ppf(0.5 + level / 2)
+        out = []
+        for v, se in zip(self.values, self.covariance.stderr):
+            x = self.x[v.label]
+            mapped = v.kind in ("typical", "shared", "per_arm")
+            back = (lambda y: float(self.declared[v.parameter].from_scale(y))) if mapped else float
+            est = back(x)
+            se_nat = abs(back(x + 1e-6) - back(x - 1e-6)) / 2e-6 * se if math.isfinite(se) else math.nan
+            unit = self.declared[v.parameter].unit if mapped else ("log10 IU/mL" if v.kind == "sigma" else v.scale)
+            out.append({"name": v.label, "kind": v.kind, "parameter": v.parameter, "estimate": est, "unit": unit,
+                        "scale": self.declared[v.parameter].scale if mapped else "linear", "se": se_nat,
+                        "rse_percent": 100 * se_nat / abs(est) if est else math.nan,
+                        "lower": back(x - z * se), "upper": back(x + z * se)})
+        return out
+
+
+def _starts(problem: PopulationProblem, n: int, seed: int):
+    """The first start at the design's values; the others with fixed effects moved N(0, 0.3^2) on their scales."""
+    rng = np.random.default_rng(seed)
+    first = problem.start
+    yield first
+    lower = np.array([v.lower for v in problem.values])
+    upper = np.array([v.upper for v in problem.values])
+    fixed = np.array([v.kind in ("typical", "shared", "per_arm") for v in problem.values])
+    for _ in range(n - 1):
+        x = first + fixed * rng.normal(0.0, 0.3, first.size)
+        yield np.clip(x, lower + 1e-9 * np.abs(lower), upper - 1e-9 * np.abs(upper))
+
+
+def outer_minimizer(objective: PopulationObjective, values: Sequence[OuterValue], x0):
+    """(lmfit Minimizer of the OFV with its exact gradient, bounds from ``values``; pars -> x)."""
+    import lmfit
+
+    pars = lmfit.Parameters()
+    for v, x in zip(values, x0):
+        pars.add(v.label, value=float(x), min=v.lower, max=v.upper)
+    vec = lambda p: np.array([p[v.label].value for v in values])  # noqa: E731
+    return lmfit.Minimizer(lambda p: objective.value(vec(p)), pars, calc_covar=False, nan_policy="propagate"), vec
+
+
+def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: int):
+    mini, vec = outer_minimizer(objective, values, x0)
+    out = mini.minimize(method="bfgs", jac=lambda p: objective.gradient(vec(p)).copy(),
+                        options={"maxiter": max_iter, "gtol": GRADIENT_TOL / 10})
+    return out, vec(out.params)
+
+
+def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], design: PopulationDesign, *,
+                   gradient: str = "exact") -> PopulationFit:
+    """Nonlinear mixed-effects fit of ``dataset`` by ``design.method`` ("foce-i" or "laplace"), with
+    ``design.fit.n_starts`` seeded starts and a covariance step (``design.covariance``: "sandwich", "R" or "S").
+
+    Non-convergence, a failed covariance step and patients whose conditional mode could not be found are
+    reported in ``message`` with ``success`` False; the numbers are never silently NaN. gradient: "exact" or
+    "differences" (:class:`PopulationObjective`; the latter only to compare).
+    """
+    t_start = time.perf_counter()
+    problem = build_population_problem(model, dataset, regimens_by_arm, design)
+    objective = PopulationObjective(problem.engine, problem.arrays, problem.ids, gradient)
+    if not math.isfinite(objective.value(problem.start)):
+        raise NumericalError(f"fit_population: no conditional mode at the starting values for patient(s) {list(objective.failed)}; "
+                             "check the starting values, or loosen SolverOptions")
+    results = []
+    for x0 in _starts(problem, design.fit.n_starts, design.fit.seed):
+        try:
+            out, x = _minimize(objective, problem.values, x0, design.max_iter)
+        except (ValueError, FloatingPointError) as err:  # a start whose line search left the model's range
+            results.append((math.inf, None, None, str(err)))
+            continue
+        results.append((objective.value(x), out, x, out.message))
+    best = min(range(len(results)), key=lambda k: results[k][0])
+    ofv, out, x, note = results[best]
+    if out is None:
+        raise NumericalError(f"fit_population: every start failed ({note})")
+    ofv, grad, scores, eta = objective.evaluate(x)
+    scale = np.array([out.params[v.label].scale_gradient(out.params[v.label].setup_bounds()) for v in problem.values])
+    converged = bool(np.all(np.abs(grad * scale) < GRADIENT_TOL))
+    at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
+                or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
+    R = hessian_from_gradient(objective.gradient, x)
+    objective.evaluate(x)
+    cov = covariance_step(R, scores, problem.labels, design.covariance)
+    messages = [] if converged else [f"not converged: largest |gradient| {np.max(np.abs(grad * scale)):.2g} (> {GRADIENT_TOL}); {note}"]
+    if at_bound:
+        messages.append(f"estimate(s) at a bound: {at_bound}")
+    if not cov.ok:
+        messages.append(cov.message)
+    lay = problem.layout
+    beta, L, sigma = (np.asarray(a) for a in lay.split(jnp.asarray(x), design.fit.sigma))
+    omega = L @ L.T
+    sd_eta = eta.std(axis=0, ddof=0)
+    shrink = {k: float(1 - sd_eta[j] / math.sqrt(omega[j, j])) for j, k in enumerate(problem.random)}
+    a = problem.arrays
+    u = np.asarray(a.offset) + np.einsum("nmb,b->nm", np.asarray(a.design), beta) + np.einsum("nmq,nq->nm", np.asarray(a.effects), eta)
+    given, outside = np.asarray(a.context["given"]), np.asarray(a.context["outside"])
+    params = {}
+    for i, pid in enumerate(problem.ids):
+        vals = {k: float(model.params[k].from_scale(u[i, j])) if given[i, j] else float(outside[i, j]) for j, k in enumerate(problem.names)}
+        params[pid] = {**{k: float(v[i]) for k, v in problem.fixed.items()}, **vals}
+    n_par = len(x)
+    return PopulationFit(
+        model=model.name, method=design.method, values=problem.values, x=dict(zip(problem.labels, map(float, x))), ofv=ofv,
+        aic=ofv + 2 * n_par, bic=ofv + n_par * math.log(problem.n_obs), success=not messages,
+        message="; ".join(messages) if messages else f"converged ({note}); {cov.message}", covariance=cov, ids=problem.ids,
+        random=problem.random, eta=eta, omega=omega, sigma=float(sigma), shrinkage=shrink, patient_params=params,
+        n_obs=problem.n_obs, n_censored=problem.n_censored, gradient=grad, start_objectives=tuple(r[0] for r in results),
+        evaluations=objective.evaluations, seconds=time.perf_counter() - t_start,
+        declared={k: model.params[k] for k in problem.names}, problem=problem,
+    )
