@@ -56,7 +56,9 @@ def cmd_fit(args) -> int:
 
 def _population_fit(args, spec, data, regs, out) -> int:
     """``hcvdyn fit`` of a specification with a ``[population]`` table: FOCE-I or Laplace (docs/population.md)."""
-    from hcvdyn.estimate.population_diagnostics import population_vpc, sample_rows
+    import numpy as np
+
+    from hcvdyn.estimate.population_diagnostics import curve_rows, population_vpc, sample_rows
     from hcvdyn.estimate.population_fit import fit_population
     from hcvdyn.results.population_tables import individual_rows, population_meta, population_parameter_rows
     from hcvdyn.results.writers import rows_csv, write_results
@@ -67,11 +69,15 @@ def _population_fit(args, spec, data, regs, out) -> int:
     fit = fit_population(spec.model, data, regs, design)
     rows = population_parameter_rows(fit)
     vpc = population_vpc(fit, data, seed=design.fit.seed)
+    last = max(p.t_days[-1] for p in data)
+    curves = curve_rows(fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1))
     write_results(out, {"parameters.csv": rows_csv(rows), "individual.csv": rows_csv(individual_rows(fit, data)),
                         "samples.csv": rows_csv(sample_rows(fit, data, seed=design.fit.seed)), "vpc.csv": rows_csv(vpc.rows()),
-                        "observations.csv": rows_csv(data.rows()), "result.json": population_meta(spec, data, fit, out, design)},
+                        "curves.csv": rows_csv(curves), "observations.csv": rows_csv(data.rows()),
+                        "result.json": population_meta(spec, data, fit, out, design, vpc)},
                   force=args.force)
-    print(f"wrote {out}/ (parameters.csv, individual.csv, samples.csv, vpc.csv, observations.csv, result.json)")
+    print(f"wrote {out}/ (parameters.csv, individual.csv, samples.csv, vpc.csv, curves.csv, observations.csv, result.json); "
+          f"figures: hcvdyn figures {out}")
     print(f"  OFV (-2 ln L, {design.method}) {fit.ofv:.3f}   AIC {fit.aic:.2f}   {fit.evaluations} evaluations, {fit.seconds:.0f} s")
     for r in rows:
         if r["kind"] in ("variance", "correlation"):

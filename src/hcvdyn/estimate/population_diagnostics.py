@@ -22,7 +22,7 @@ from scipy.stats import norm
 from hcvdyn.estimate.diagnostics import VPC, summarize_vpc
 from hcvdyn.solve.options import NumericalError
 
-__all__ = ["sample_rows", "population_vpc"]
+__all__ = ["sample_rows", "population_vpc", "curve_rows"]
 
 
 def _x(fit) -> jnp.ndarray:
@@ -111,3 +111,27 @@ def population_vpc(fit, dataset, n_replicates: int = 200, seed: int = 0, percent
     arms_of = np.array([p.arm for p in pats])
     lloq = float(min(np.min(p.lloq_log10) for p in pats))
     return summarize_vpc(observed, sims, present, arms_of, times, percentiles, seed, lloq, redrawn)
+
+
+def curve_rows(fit, dataset, regimens_by_arm, t_days) -> list[dict]:
+    """curves.csv of a population fit: per patient, the individual (IPRED, at eta^) and population (PRED, eta = 0)
+    predictions on the grid ``t_days``."""
+    from hcvdyn.model.dosing import patient_regimens
+    from hcvdyn.solve.adaptive import simulate_batch
+
+    problem = fit.problem
+    model = problem.model
+    pats = list(dataset)
+    a = problem.arrays
+    beta = np.array([fit.x[v.label] for v in fit.values[: problem.layout.n_beta]])
+    u = np.asarray(a.offset) + np.einsum("nmb,b->nm", np.asarray(a.design), beta)
+    given, outside = np.asarray(a.context["given"]), np.asarray(a.context["outside"])
+    typical = {k: np.where(given[:, j], model.params[k].from_scale(u[:, j]), outside[:, j]) for j, k in enumerate(problem.names)}
+    regs = [patient_regimens(p, regimens_by_arm, "curve_rows") for p in pats]
+    opts = problem.design.fit.options
+    weights = [problem.design.fit.weight_kg] * len(pats)
+    individual = {k: np.array([fit.patient_params[p.id][k] for p in pats]) for k in fit.patient_params[pats[0].id]}
+    ipred = simulate_batch(model, individual, regs, t_days, weights, opts).log10_vl
+    pred = simulate_batch(model, {**individual, **typical}, regs, t_days, weights, opts).log10_vl
+    return [{"id": p.id, "arm": p.arm, "day": float(t), "ipred": float(ipred[i, j]), "pred": float(pred[i, j])}
+            for i, p in enumerate(pats) for j, t in enumerate(t_days)]

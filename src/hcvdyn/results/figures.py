@@ -12,11 +12,11 @@ import numpy as np
 from hcvdyn.results.tables import mean_ci, observed_at
 from hcvdyn.results.writers import read_csv
 
-__all__ = ["fit_figures", "report_figures", "figures_from_folder", "figure_writer", "close_figures"]
+__all__ = ["fit_figures", "population_figures", "report_figures", "figures_from_folder", "figure_writer", "close_figures"]
 
 
 FIGURES = ("patient_fits", "arm_trajectories", "waterfall", "vpc", "pk_efficacy", "synergy", "forest", "profiles",
-           "scenarios", "virtual_trajectories")
+           "scenarios", "virtual_trajectories", "gof")
 
 
 
@@ -70,28 +70,56 @@ def fit_figures(folder: Path, meta: dict) -> dict:
 
 
 
+def _vpc_figure(folder: Path, lloq: float):
+    from hcvdyn.results import plots
+
+    rows = read_csv(folder / "vpc.csv")
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    qs = sorted({r["percentile"] for r in rows})
+    obs, sim = {}, {}
+    for a in arms:
+        t = np.array(sorted({r["day"] for r in rows if r["arm"] == a}))
+        o, s = np.full((len(qs), t.size), np.nan), np.full((len(qs), 3, t.size), np.nan)
+        for r in rows:
+            if r["arm"] == a:
+                k, j = qs.index(r["percentile"]), int(np.searchsorted(t, r["day"]))
+                o[k, j] = r["observed"]
+                s[k, :, j] = (r["simulated_median"], r["simulated_lo"], r["simulated_hi"])
+        obs[a], sim[a] = (t, o), (t, s)
+    return plots.plot_vpc(obs, sim, lloq, tuple(int(q) for q in qs))
+
+
+def population_figures(folder: Path, meta: dict) -> dict:
+    """Figures of a population fit folder from its files: individual fits (IPRED and PRED curves), goodness of fit,
+    the VPC simulated from the fitted population, and the forest plot of the fixed effects, Omega and sigma."""
+    from hcvdyn.estimate.data import Dataset
+    from hcvdyn.results import plots
+
+    data = Dataset.from_rows(read_csv(folder / "observations.csv"))
+    by_id: dict[str, list] = {}
+    for r in read_csv(folder / "curves.csv"):
+        by_id.setdefault(r["id"], []).append(r)
+    nan = lambda rs: np.full(len(rs), np.nan)  # noqa: E731
+    curve = {pid: (np.array([r["day"] for r in rs]), np.array([r["ipred"] for r in rs]), nan(rs), nan(rs)) for pid, rs in by_id.items()}
+    figs = {"patient_fits": plots.plot_patient_fits(data, curve), "gof": plots.plot_gof(read_csv(folder / "samples.csv")),
+            "vpc": _vpc_figure(folder, meta["vpc"]["lloq_log10"])}
+    truth = meta.get("truth", {})
+    rows = [{"name": r["name"], "unit": r["unit"], "value": r["estimate"], "lower": r["lower"], "upper": r["upper"],
+             "truth": truth.get(r["name"], math.nan)} for r in read_csv(folder / "parameters.csv") if math.isfinite(r["lower"])]
+    figs["forest"] = plots.plot_forest(rows, f"population estimates ({meta['options']['method']}): Wald 95% intervals")
+    return figs
+
+
 def report_figures(folder: Path) -> dict:
     """Figures of a report folder: the fit's, plus VPC, synergy, scenarios and PK/efficacy where their files exist."""
     from hcvdyn.results import plots
 
     meta = json.loads((folder / "result.json").read_text())
+    if meta.get("population"):
+        return population_figures(folder, meta)
     figs = fit_figures(folder, meta)
     if (folder / "vpc.csv").is_file():
-        rows = read_csv(folder / "vpc.csv")
-        arms = list(dict.fromkeys(r["arm"] for r in rows))
-        qs = sorted({r["percentile"] for r in rows})
-        obs, sim = {}, {}
-        for a in arms:
-            t = np.array(sorted({r["day"] for r in rows if r["arm"] == a}))
-            o, s = np.full((len(qs), t.size), np.nan), np.full((len(qs), 3, t.size), np.nan)
-            for r in rows:
-                if r["arm"] == a:
-                    k, j = qs.index(r["percentile"]), int(np.searchsorted(t, r["day"]))
-                    o[k, j] = r["observed"]
-                    s[k, :, j] = (r["simulated_median"], r["simulated_lo"], r["simulated_hi"])
-            obs[a], sim[a] = (t, o), (t, s)
-        lloq = json.loads((folder / "vpc.json").read_text())["lloq_log10"]
-        figs["vpc"] = plots.plot_vpc(obs, sim, lloq, tuple(int(q) for q in qs))
+        figs["vpc"] = _vpc_figure(folder, json.loads((folder / "vpc.json").read_text())["lloq_log10"])
     if (folder / "synergy.json").is_file():
         syn = json.loads((folder / "synergy.json").read_text())
         s = syn["surface"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from hcvdyn.results.plotstyle import VL_LABEL, arm_colors, draw_lloq, mark_samples, pyplot, style
 
-__all__ = ["plot_patient_fits", "plot_vpc", "plot_forest", "plot_profiles"]
+__all__ = ["plot_patient_fits", "plot_vpc", "plot_forest", "plot_profiles", "plot_gof"]
 
 
 def plot_patient_fits(patients, curves, ncols: int = 6, max_patients: int | None = None, colors=None):
@@ -150,4 +150,53 @@ def plot_profiles(traces, level: float = 0.95):
             ax.set_xlabel(f"{name} ({unit})")
             ax.set_title(f"{name}: [{tr['interval'][0]:.3g}, {tr['interval'][1]:.3g}]", loc="left")
         axes[0, 0].set_ylabel(r"$\Delta(-2\log L)$ (1)")
+    return fig
+
+
+def plot_gof(rows):
+    """Goodness of fit of a population fit, four panels: observed against PRED and against IPRED (identity line;
+    censored samples as open triangles at their limit), CWRES against time (0 and +/-2), and the NPDE's normal
+    quantile plot. rows: samples.csv rows (log10_vl, censored, pred, ipred, cwres, npde, day, arm)."""
+    matplotlib, plt = pyplot()
+    from scipy.stats import norm
+
+    if not rows:
+        raise ValueError("plot_gof: no samples")
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    colors = arm_colors(arms)
+    get = lambda k, sel: np.array([float(r[k]) for r in sel])  # noqa: E731
+    with matplotlib.rc_context(style()):
+        fig, axes = plt.subplots(2, 2, figsize=(6.4, 5.6), layout="constrained")
+        for ax, key, label in ((axes[0, 0], "pred", "population prediction PRED"), (axes[0, 1], "ipred", "individual prediction IPRED")):
+            for a in arms:
+                sel = [r for r in rows if r["arm"] == a]
+                cens = np.array([bool(r["censored"]) for r in sel])
+                x, y = get(key, sel), get("log10_vl", sel)
+                ax.plot(x[~cens], y[~cens], "o", ms=2.2, color=colors[a], alpha=0.7, label=a)
+                ax.plot(x[cens], y[cens], "v", ms=3, mfc="none", color=colors[a], alpha=0.9)
+            lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]
+            ax.plot(lim, lim, color="0.3", lw=0.8)
+            ax.set_xlim(lim)
+            ax.set_ylim(lim)
+            ax.set_xlabel(f"{label} ({VL_LABEL})")
+            ax.set_ylabel(f"observed ({VL_LABEL})")
+        axes[0, 0].legend(frameon=False, fontsize=6.5, loc="upper left")
+        ax = axes[1, 0]
+        for a in arms:
+            sel = [r for r in rows if r["arm"] == a]
+            ax.plot(get("day", sel), get("cwres", sel), "o", ms=2.2, color=colors[a], alpha=0.7)
+        for level, ls in ((0, "-"), (2, ":"), (-2, ":")):
+            ax.axhline(level, color="0.3", lw=0.8, ls=ls)
+        ax.set_xlabel("time (days)")
+        ax.set_ylabel("CWRES")
+        ax = axes[1, 1]
+        npde = np.sort(get("npde", rows))
+        npde = npde[np.isfinite(npde)]
+        theo = norm.ppf((np.arange(1, npde.size + 1) - 0.5) / npde.size)
+        ax.plot(theo, npde, "o", ms=2.2, color="0.2")
+        ax.plot(theo, theo, color="#D55E00", lw=0.8)
+        ax.set_xlabel("standard normal quantile")
+        ax.set_ylabel("NPDE")
+        ax.set_title(f"NPDE: mean {npde.mean():.2f}, SD {npde.std(ddof=1):.2f} (n = {npde.size})", loc="left", fontsize=7)
+        fig.suptitle("goodness of fit (censored samples: open triangles at their limit; no CWRES or NPDE)", fontsize=8)
     return fig

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from hcvdyn.estimate.synthetic import load_truth
 from hcvdyn.results.provenance import provenance
 
 __all__ = ["population_parameter_rows", "individual_rows", "population_meta"]
@@ -39,8 +40,9 @@ def individual_rows(fit, dataset) -> list[dict]:
     return out
 
 
-def population_meta(spec, data, fit, folder, design) -> dict:
-    """result.json of a population fit of ``spec`` written to ``folder`` (inputs relative to it)."""
+def population_meta(spec, data, fit, folder, design, vpc=None) -> dict:
+    """result.json of a population fit of ``spec`` written to ``folder`` (inputs relative to it); with the VPC's
+    settings, and for synthetic data (a ``[report] truth`` file) the true drug effects and residual SD."""
     cov = fit.covariance
     counts = {"patients": len(data), "samples": fit.n_obs, "censored": fit.n_censored}
     fd = design.fit
@@ -50,7 +52,7 @@ def population_meta(spec, data, fit, folder, design) -> dict:
                "max_iter": design.max_iter, "bounds": {k: list(v) for k, v in fd.bounds.items()},
                "covariates": [{"parameter": c.parameter, "column": c.column, "form": c.form, "reference": c.reference}
                               for c in design.covariates]}
-    return provenance(
+    meta = provenance(
         "fit", folder, {"spec": (spec.path, {"name": spec.name}), "data": (spec.data_path, counts)}, model=fit.model,
         options=options, population=True,
         random_effects=list(fit.random), fixed_effects=[v.label for v in fit.values if v.kind in ("typical", "shared", "per_arm", "covariate")],
@@ -65,3 +67,12 @@ def population_meta(spec, data, fit, folder, design) -> dict:
                     "matrix": None if cov.covariance is None else np.asarray(cov.covariance).tolist()},
         gradient=np.asarray(fit.gradient).tolist(),
     )
+    if vpc is not None:
+        meta["vpc"] = {"lloq_log10": vpc.lloq_log10, "n_replicates": vpc.n_replicates, "seed": vpc.seed, "coverage": vpc.coverage,
+                       "redrawn": vpc.redrawn}
+    if "truth" in spec.report:  # synthetic data: true values of the fixed drug effects and the residual SD (forest plot)
+        truth = load_truth(spec.report["truth"])
+        meta["truth"] = {v.label: truth.shared_value(v.parameter) for v in fit.values
+                         if v.kind == "shared" and truth.shared_value(v.parameter) is not None}
+        meta["truth"]["sigma_res"] = truth.sigma
+    return meta
