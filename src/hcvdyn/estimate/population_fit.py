@@ -144,7 +144,8 @@ class PopulationFit:
             back = (lambda y: float(self.declared[v.parameter].from_scale(y))) if mapped else float
             est = back(x)
             se_nat = abs(back(x + 1e-6) - back(x - 1e-6)) / 2e-6 * se if math.isfinite(se) else math.nan
-            unit = self.declared[v.parameter].unit if mapped else ("log10 IU/mL" if v.kind == "sigma" else v.scale)
+            unit = (self.declared[v.parameter].unit if mapped else "log10 IU/mL (residual SD)" if v.kind == "sigma"
+                    else "SD of eta (parameter's scale)" if v.kind in ("omega", "cholesky") else "shift (parameter's scale)")
             out.append({"name": v.label, "kind": v.kind, "parameter": v.parameter, "estimate": est, "unit": unit,
                         "scale": self.declared[v.parameter].scale if mapped else "linear", "se": se_nat,
                         "rse_percent": 100 * se_nat / abs(est) if est else math.nan,

@@ -16,7 +16,7 @@ __all__ = ["fit_figures", "population_figures", "report_figures", "figures_from_
 
 
 FIGURES = ("patient_fits", "arm_trajectories", "waterfall", "vpc", "pk_efficacy", "synergy", "forest", "profiles",
-           "scenarios", "virtual_trajectories", "gof")
+           "scenarios", "virtual_trajectories")  # the report's; a population fit folder draws population_figures
 
 
 
@@ -106,7 +106,7 @@ def population_figures(folder: Path, meta: dict) -> dict:
     truth = meta.get("truth", {})
     rows = [{"name": r["name"], "unit": r["unit"], "value": r["estimate"], "lower": r["lower"], "upper": r["upper"],
              "truth": truth.get(r["name"], math.nan)} for r in read_csv(folder / "parameters.csv") if math.isfinite(r["lower"])]
-    figs["forest"] = plots.plot_forest(rows, f"population estimates ({meta['options']['method']}): Wald 95% intervals")
+    figs["forest"] = plots.plot_forest(rows, f"population fit ({meta['options']['method']})")
     return figs
 
 

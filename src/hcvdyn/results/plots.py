@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from hcvdyn.results.plots_fit import plot_gof as plot_gof
 from hcvdyn.results.plots_fit import plot_forest as plot_forest
 from hcvdyn.results.plots_fit import plot_patient_fits as plot_patient_fits
 from hcvdyn.results.plots_fit import plot_profiles as plot_profiles
@@ -23,7 +24,7 @@ from hcvdyn.results.plotstyle import save_figure as save_figure
 __all__ = [
     "OKABE_ITO", "arm_colors", "style", "save_figure", "plot_arms", "plot_patient_fits", "plot_arm_trajectories",
     "plot_waterfall", "plot_vpc", "plot_pk_efficacy", "plot_synergy", "plot_forest", "plot_profiles", "plot_scenarios",
-    "plot_scenario_trajectories",
+    "plot_scenario_trajectories", "plot_gof",
 ]
 
 

@@ -167,7 +167,7 @@ def plot_gof(rows):
     get = lambda k, sel: np.array([float(r[k]) for r in sel])  # noqa: E731
     with matplotlib.rc_context(style()):
         fig, axes = plt.subplots(2, 2, figsize=(6.4, 5.6), layout="constrained")
-        for ax, key, label in ((axes[0, 0], "pred", "population prediction PRED"), (axes[0, 1], "ipred", "individual prediction IPRED")):
+        for ax, key, label in ((axes[0, 0], "pred", "PRED (population)"), (axes[0, 1], "ipred", "IPRED (individual)")):
             for a in arms:
                 sel = [r for r in rows if r["arm"] == a]
                 cens = np.array([bool(r["censored"]) for r in sel])
@@ -178,8 +178,8 @@ def plot_gof(rows):
             ax.plot(lim, lim, color="0.3", lw=0.8)
             ax.set_xlim(lim)
             ax.set_ylim(lim)
-            ax.set_xlabel(f"{label} ({VL_LABEL})")
-            ax.set_ylabel(f"observed ({VL_LABEL})")
+            ax.set_xlabel(f"{label}, log10 IU/mL")
+            ax.set_ylabel("observed, log10 IU/mL")
         axes[0, 0].legend(frameon=False, fontsize=6.5, loc="upper left")
         ax = axes[1, 0]
         for a in arms:

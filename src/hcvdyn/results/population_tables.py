@@ -19,7 +19,7 @@ def population_parameter_rows(fit, level: float = 0.95) -> list[dict]:
     rows = [{k: (v if not isinstance(v, float) else float(v)) for k, v in r.items()} for r in fit.rows(level)]
     for j, k in enumerate(fit.random):
         rows.append({"name": f"omega2_{k}", "kind": "variance", "parameter": k, "estimate": float(fit.omega[j, j]),
-                     "unit": f"({fit.declared[k].scale} scale)^2", "scale": "linear", "se": math.nan, "rse_percent": math.nan,
+                     "unit": "variance of eta (parameter's scale)", "scale": "linear", "se": math.nan, "rse_percent": math.nan,
                      "lower": math.nan, "upper": math.nan})
         for i in range(j):
             r = fit.omega[j, i] / math.sqrt(fit.omega[i, i] * fit.omega[j, j])
