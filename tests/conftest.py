@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 OWN_CACHE = []  # the temporary cache folder this process made (and removes at the end)
@@ -30,3 +31,12 @@ def pytest_unconfigure(config):
     for folder in OWN_CACHE:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop("HCVDYN_CACHE_DIR", None)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled synthetic trial's fit specification and data (fits/phase2_synthetic.toml)."""
+    import hcvdyn
+
+    spec = hcvdyn.load_fit_spec(hcvdyn.files.find_fit_spec("phase2_synthetic"))
+    return spec, spec.read_data()

@@ -7,15 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import hcvdyn
-from hcvdyn.estimate.fitspec import load_fit_spec
 from hcvdyn.estimate.population_design import Covariate, PopulationDesign, build_population_problem
-
-@pytest.fixture(scope="module")
-def bundled():
-    spec = load_fit_spec(hcvdyn.files.find_fit_spec("phase2_synthetic"))
-    return spec, spec.read_data()
-
 
 def test_population_design_is_checked(bundled):
     spec, data = bundled

@@ -11,19 +11,12 @@ import hcvdyn
 from hcvdyn import Regimen
 from hcvdyn.estimate.data import Dataset, PatientData
 from hcvdyn.estimate.design import FitDesign
-from hcvdyn.estimate.fitspec import load_fit_spec
 from hcvdyn.estimate.population_design import PopulationDesign, build_population_problem
 from hcvdyn.estimate.population_fit import PopulationObjective
 from hcvdyn.solve.options import SolverOptions
 
 LLOQ = math.log10(15.0)
 TIGHT = SolverOptions(atol=1e-10)  # differences of the OFV need solves far more precise than the step
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    spec = load_fit_spec(hcvdyn.files.find_fit_spec("phase2_synthetic"))
-    return spec, spec.read_data()
 
 
 def constant_model_case(bundled):

@@ -160,6 +160,15 @@ class PopulationProblem:
     def start(self) -> np.ndarray:
         return np.array([v.start for v in self.values])
 
+    def individual_values(self, beta, eta) -> dict[str, np.ndarray]:
+        """Each of ``names`` per patient, in its unit, at fixed effects ``beta`` and random effects ``eta`` (N, q);
+        ``outside`` where the patient's arm does not receive the drug."""
+        a = self.arrays
+        u = (np.asarray(a.offset) + np.einsum("nmb,b->nm", np.asarray(a.design), np.asarray(beta))
+             + np.einsum("nmq,nq->nm", np.asarray(a.effects), np.asarray(eta)))
+        given, outside = np.asarray(a.context["given"]), np.asarray(a.context["outside"])
+        return {k: np.where(given[:, j], self.model.params[k].from_scale(u[:, j]), outside[:, j]) for j, k in enumerate(self.names)}
+
 
 def _levels(values: Sequence[str], reference, where: str) -> tuple[str, list[str]]:
     counts = {v: values.count(v) for v in dict.fromkeys(values)}

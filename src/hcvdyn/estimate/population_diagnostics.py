@@ -122,11 +122,8 @@ def curve_rows(fit, dataset, regimens_by_arm, t_days) -> list[dict]:
     problem = fit.problem
     model = problem.model
     pats = list(dataset)
-    a = problem.arrays
     beta = np.array([fit.x[v.label] for v in fit.values[: problem.layout.n_beta]])
-    u = np.asarray(a.offset) + np.einsum("nmb,b->nm", np.asarray(a.design), beta)
-    given, outside = np.asarray(a.context["given"]), np.asarray(a.context["outside"])
-    typical = {k: np.where(given[:, j], model.params[k].from_scale(u[:, j]), outside[:, j]) for j, k in enumerate(problem.names)}
+    typical = problem.individual_values(beta, np.zeros_like(fit.eta))
     regs = [patient_regimens(p, regimens_by_arm, "curve_rows") for p in pats]
     opts = problem.design.fit.options
     weights = [problem.design.fit.weight_kg] * len(pats)

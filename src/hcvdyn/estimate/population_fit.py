@@ -217,7 +217,6 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
                 or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
     R = hessian_from_gradient(objective.gradient, x)
-    objective.evaluate(x)
     cov = covariance_step(R, scores, problem.labels, design.covariance)
     messages = [] if converged else [f"not converged: largest |gradient| {np.max(np.abs(grad * scale)):.2g} (> {GRADIENT_TOL}); {note}"]
     if at_bound:
@@ -229,13 +228,9 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     omega = L @ L.T
     sd_eta = eta.std(axis=0, ddof=0)
     shrink = {k: float(1 - sd_eta[j] / math.sqrt(omega[j, j])) for j, k in enumerate(problem.random)}
-    a = problem.arrays
-    u = np.asarray(a.offset) + np.einsum("nmb,b->nm", np.asarray(a.design), beta) + np.einsum("nmq,nq->nm", np.asarray(a.effects), eta)
-    given, outside = np.asarray(a.context["given"]), np.asarray(a.context["outside"])
-    params = {}
-    for i, pid in enumerate(problem.ids):
-        vals = {k: float(model.params[k].from_scale(u[i, j])) if given[i, j] else float(outside[i, j]) for j, k in enumerate(problem.names)}
-        params[pid] = {**{k: float(v[i]) for k, v in problem.fixed.items()}, **vals}
+    values = problem.individual_values(beta, eta)
+    params = {pid: {**{k: float(v[i]) for k, v in problem.fixed.items()}, **{k: float(v[i]) for k, v in values.items()}}
+              for i, pid in enumerate(problem.ids)}
     n_par = len(x)
     return PopulationFit(
         model=model.name, method=design.method, values=problem.values, x=dict(zip(problem.labels, map(float, x))), ofv=ofv,
