@@ -44,6 +44,25 @@ def test_population_problem_maps_patients_to_their_arms_effects(bundled):
     np.testing.assert_array_equal(np.asarray(problem.arrays.design)[:, names.index("delta"), 5], groups)
 
 
+def test_truth_of_population_values(bundled):
+    """The truth file's groups give the typical values (the larger group), group shifts and SDs on each parameter's
+    scale; a typical value without a group covariate has no single truth, nor has an SD that differs by group."""
+    from hcvdyn.estimate.synthetic import load_truth
+
+    spec, data = bundled
+    truth = load_truth(spec.report["truth"])
+    covs = (Covariate("log10_V0", "group"), Covariate("delta", "group"))
+    design = PopulationDesign(fit=replace(spec.design, estimate_sigma=True), covariates=covs, block=True)
+    problem = build_population_problem(spec.model, data, spec.regimens_for(data), design)
+    assert truth.population_values(problem.values) == pytest.approx(
+        {**TRUTH, "chol_delta_log10_V0": 0.0}, rel=1e-12)
+    plain = build_population_problem(spec.model, data, spec.regimens_for(data), PopulationDesign(fit=spec.design))
+    assert truth.population_values(plain.values) == pytest.approx({"eps": 0.85, "rho": 0.4, "phi": 0.5, "omega_log10_V0": 0.35,
+                                                                   "omega_delta": 0.4})
+    uneven = replace(truth, groups={**truth.groups, "partial_responder": replace(truth.groups["partial_responder"], delta_sd_log=0.6)})
+    assert "omega_delta" not in uneven.population_values(problem.values)
+
+
 @pytest.fixture(scope="module")
 def population_folder(tmp_path_factory):
     """``hcvdyn fit fits/phase2_population.toml``: FOCE-I of the bundled trial as its specification declares it."""

@@ -75,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         "sse", help="stochastic simulation and estimation: refit replicate synthetic trials, report bias and coverage",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  hcvdyn sse fits/phase2_synthetic.toml --n 50\n"
-        "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force",
+        "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force\n"
+        "  hcvdyn sse fits/phase2_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it",
     )
     p.add_argument("spec", help="fit specification (TOML); its [report] truth file simulates the replicates unless --truth")
     p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
     p.add_argument("--n", type=positive_int, default=50, help="replicate trials (default 50, at least 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of the first replicate; replicate i uses seed + i (default 1)")
-    p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower)")
+    p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower; whole-trial fits)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="population specifications: do not also fit each replicate by the fixed-effects trial fit")
     p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")
     p.add_argument("--out", help="results folder (default results/sse_<spec name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")

@@ -117,10 +117,13 @@ def cmd_sse(args) -> int:
     if not Path(truth).is_file():
         raise FileNotFoundError(f"truth file {truth}: no such file")
     out = results_folder(args, f"sse_{spec.name}")
-    study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress)
+    study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress,
+                           compare=not args.no_compare)
     meta = provenance(
         "sse", out, {"spec": (spec.path, {"name": spec.name}), "truth": truth}, model=spec.model.name,
-        options={"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds), "level": study.level, "profile": args.profile},
+        options={"n_replicates": args.n, "seed": args.seed, "seeds": list(study.seeds), "level": study.level, "profile": args.profile,
+                 "method": spec.population.method if spec.population is not None else "trial fit",
+                 "compare_trial_fit": spec.population is not None and not args.no_compare},
         truth_values=study.truth, summary=list(study.summary),
     )
     write_results(out, {"replicates.csv": rows_csv(list(study.rows)), "summary.csv": rows_csv(list(study.summary)),
@@ -130,7 +133,8 @@ def cmd_sse(args) -> int:
         cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
         if "profile_coverage" in r:
             cov += f", profile {100 * r['profile_coverage']:.0f}%"
-        print(f"  {r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', float('nan')):.4g}  bias {r.get('bias', float('nan')):+.4f}  "
+        method = f"{r['method']:10s} " if "method" in r else ""
+        print(f"  {method}{r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', float('nan')):.4g}  bias {r.get('bias', float('nan')):+.4f}  "
               f"SD {r.get('empirical_sd', float('nan')):.4f}  mean SE {r.get('mean_se', float('nan')):.4f}  {cov}  "
               f"({r['n_converged']}/{r['n_replicates']} converged)")
     return 0

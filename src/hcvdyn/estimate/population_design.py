@@ -103,6 +103,7 @@ class OuterValue:
     start: float
     lower: float
     upper: float
+    owner: str | None = None  # the arm of a per-arm drug effect
 
 
 def _scaled_bounds(param, lo: float, hi: float) -> tuple[float, float]:
@@ -229,7 +230,7 @@ def build_population_problem(model: HCVModel, dataset, regimens_by_arm: Mapping[
         if e.kind in ("shared", "per_arm") and vary:
             p = model.params[e.name]
             index[e] = len(values)
-            values.append(OuterValue(e.label, e.kind, e.name, p.scale, float(p.to_scale(v0)), *_scaled_bounds(p, lo, hi)))
+            values.append(OuterValue(e.label, e.kind, e.name, p.scale, float(p.to_scale(v0)), *_scaled_bounds(p, lo, hi), owner=e.owner))
     cov_x: list[tuple[int, int, np.ndarray]] = []  # (u index, value index, per-patient x)
     for cov in design.covariates:
         for label, x in _covariate_columns(cov, pats, "fit_population"):

@@ -37,25 +37,27 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95) -> list[dict]:
+def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95, method: str = "", prefix: str = "") -> list[dict]:
     """Per-parameter summary of replicate rows (keys ``replicate``, ``converged``, ``NAME``, ``NAME_se``,
-    ``NAME_wald_covers`` and optionally ``NAME_profile_covers``); only converged replicates count."""
-    ok = [r for r in rows if r["converged"]]
+    ``NAME_wald_covers`` and optionally ``NAME_profile_covers``, each NAME with ``prefix``); only converged
+    replicates count (``PREFIXconverged`` where a prefix is given). ``method`` labels the rows."""
+    ok = [r for r in rows if isinstance(c := r.get(f"{prefix}converged"), (bool, np.bool_)) and c]
     out = []
     for name, true in truth.items():
-        est = np.array([r[name] for r in ok], float)
-        se = np.array([r[f"{name}_se"] for r in ok], float)
+        key = f"{prefix}{name}"
+        est = np.array([r[key] for r in ok], float)
+        se = np.array([r[f"{key}_se"] for r in ok], float)
         n = est.size
-        row = {"name": name, "true": true, "n_converged": n, "n_replicates": len(rows)}
+        row = {**({"method": method} if method else {}), "name": name, "true": true, "n_converged": n, "n_replicates": len(rows)}
         if n:
             sd = float(np.std(est, ddof=1)) if n > 1 else math.nan
             row.update(mean=float(est.mean()), bias=float(est.mean() - true),
                        relative_bias=float((est.mean() - true) / true) if true else math.nan,
                        empirical_sd=sd, mean_se=float(np.nanmean(se)), se_ratio=float(np.nanmean(se) / sd) if sd > 0 else math.nan)
         for kind in ("wald", "profile"):
-            key = f"{name}_{kind}_covers"
-            if ok and key in ok[0]:
-                k = int(sum(bool(r[key]) for r in ok))
+            covers = f"{key}_{kind}_covers"
+            if ok and covers in ok[0]:
+                k = int(sum(bool(r[covers]) for r in ok))
                 lo, hi = wilson_interval(k, n, level)
                 row.update({f"{kind}_coverage": k / n, f"{kind}_coverage_low": lo, f"{kind}_coverage_high": hi})
         out.append(row)
@@ -73,31 +75,43 @@ class RecoveryStudy:
     seeds: tuple[int, ...]
 
 
+TRIAL_FIT = "trial fit"  # the fixed-effects whole-trial fit's label in a population study's comparison
+COMPARED = "trial_fit."  # prefix of its columns in the replicate rows
+
+
 def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, level: float = 0.95,
-                   profile: bool = False, progress: bool = False) -> RecoveryStudy:
+                   profile: bool = False, progress: bool = False, compare: bool = True) -> RecoveryStudy:
     """Simulate ``n_replicates`` trials from ``truth_path`` (seeds seed..seed+n-1), fit each with ``spec_path``.
 
-    Every replicate has the design of the truth file, so the compiled residual and Jacobian functions are
-    reused across replicates. A replicate whose simulation or fit fails, or whose fit does not converge, is
-    kept with ``converged = False`` and its message, and left out of the summary's numbers.
+    A specification with a ``[population]`` table is fitted by its population method
+    (:func:`~hcvdyn.estimate.population_fit.fit_population`); every typical value, group shift, Omega SD, drug
+    effect and the residual SD with a true value is summarized (:meth:`SyntheticTruth.population_values`), and with
+    ``compare`` each replicate is also fitted by the fixed-effects whole-trial fit of the same specification,
+    whose drug effects are summarized beside (method "trial fit", columns ``trial_fit.NAME``).
+
+    Every replicate has the design of the truth file, so compiled functions are reused across replicates. A
+    replicate whose simulation or fit fails, or whose fit does not converge, is kept with ``converged = False``
+    and its message, and left out of the summary's numbers.
     """
     from hcvdyn.estimate.data import read_viral_loads
-    from hcvdyn.estimate.fit import fit_trial
     from hcvdyn.estimate.fitspec import load_fit_spec
-    from hcvdyn.estimate.profile import wald_interval
     from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth
 
     if not (isinstance(n_replicates, int) and n_replicates >= 2):
         raise ValueError(f"recovery_study: n_replicates = {n_replicates!r} must be an integer >= 2")
     spec = load_fit_spec(spec_path)
     tr = load_truth(truth_path)
-    estimates = spec.design.population_estimates(tuple(tr.arms))
-    truth = tr.true_values(estimates)
-    if not truth:
-        raise ValueError(f"recovery_study: {truth_path} gives no true value for the estimated {[e.label for e in estimates]}")
-    profiled = tuple(truth) if profile else ()
+    population = spec.population is not None
+    if population and profile:
+        raise ValueError(f"recovery_study: {spec_path} is a population fit; profile intervals are for the whole-trial fit")
+    trial_truth = tr.true_values(spec.design.population_estimates(tuple(tr.arms)))
     if spec.design.estimate_sigma:
-        truth["residual_sd"] = tr.sigma
+        trial_truth["residual_sd"] = tr.sigma
+    if not trial_truth:
+        raise ValueError(f"recovery_study: {truth_path} gives no true value for the drug effects or residual SD of {spec_path}")
+    profiled = tuple(k for k in trial_truth if k != "residual_sd") if profile else ()
+    method = spec.population.method if population else TRIAL_FIT
+    truth = None if population else trial_truth
     seeds = tuple(range(seed, seed + n_replicates))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,32 +123,68 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                 data = read_viral_loads(csv)
             except RuntimeError as e:  # a drawn patient's solve failed: the replicate is recorded, not fitted
                 row.update(converged=False, message=f"simulating the replicate failed: {e}")
-                rows.append(row)
-                if progress:
-                    print(f"replicate {i + 1}/{n_replicates} (seed {s}): {row['message']}", file=sys.stderr, flush=True)
-                continue
-            try:
-                fit = fit_trial(spec.model, data, spec.regimens_for(data), spec.design, profile=profiled, level=level, profile_points=0)
-            except (RuntimeError, ValueError) as e:
-                row.update(converged=False, message=str(e))
-                rows.append(row)
-                if progress:
-                    print(f"replicate {i + 1}/{n_replicates} (seed {s}): fit failed: {e}", file=sys.stderr, flush=True)
-                continue
-            row.update(converged=fit.success, message=fit.message, objective=fit.objective)
-            estimates = {**fit.values, "residual_sd": fit.sigma}
-            ses = {**fit.stderr, "residual_sd": fit.sigma_se}
-            for name, true in truth.items():
-                lo, hi = fit.interval(name, level) if name in fit.values else wald_interval(estimates[name], ses[name], level)
-                row.update({name: estimates[name], f"{name}_se": ses[name], f"{name}_wald_covers": bool(lo <= true <= hi)})
-                if name in profiled:
-                    plo, phi = fit.profile[name]
-                    row[f"{name}_profile_covers"] = bool(plo <= true <= phi)
+            else:
+                if population:
+                    fit_truth = _population_replicate(spec, data, tr, truth, level, row)
+                    truth = truth or fit_truth
+                    if compare:
+                        _trial_replicate(spec, data, trial_truth, (), level, row, COMPARED)
+                else:
+                    _trial_replicate(spec, data, trial_truth, profiled, level, row, "")
             rows.append(row)
             if progress:
-                est = ", ".join(f"{n} {row[n]:.3f}" for n in truth)
-                print(f"replicate {i + 1}/{n_replicates} (seed {s}): {est}{'' if fit.success else ' (not converged)'}",
-                      file=sys.stderr, flush=True)
+                shown = ", ".join(f"{n} {row[n]:.3g}" for n in (truth or {}) if n in row)
+                print(f"replicate {i + 1}/{n_replicates} (seed {s}): {shown or row['message']}"
+                      f"{'' if row['converged'] else ' (not converged: ' + row['message'] + ')'}", file=sys.stderr, flush=True)
+    if truth is None:
+        raise ValueError(f"recovery_study: no replicate of {truth_path} could be fitted: {rows[0]['message']}")
     keys = list(dict.fromkeys(k for r in rows for k in r))  # failed replicates lack the estimates: NaN there
     rows = [{k: r.get(k, math.nan) for k in keys} for r in rows]
-    return RecoveryStudy(tuple(rows), tuple(summarize(rows, truth, level)), truth, level, seeds)
+    summary = summarize(rows, truth, level, method)
+    if population and compare:
+        summary += summarize(rows, trial_truth, level, TRIAL_FIT, COMPARED)
+    return RecoveryStudy(tuple(rows), tuple(summary), truth, level, seeds)
+
+
+def _trial_replicate(spec, data, truth: dict, profiled: tuple, level: float, row: dict, prefix: str) -> None:
+    """Fit one replicate by the whole-trial fit; its estimates, SEs and coverage into ``row`` (keys with ``prefix``)."""
+    from hcvdyn.estimate.fit import fit_trial
+    from hcvdyn.estimate.profile import wald_interval
+
+    design = spec.population.fit if spec.population is not None else spec.design
+    try:
+        fit = fit_trial(spec.model, data, spec.regimens_for(data), design, profile=profiled, level=level, profile_points=0)
+    except (RuntimeError, ValueError) as e:
+        row.update({f"{prefix}converged": False, f"{prefix}message": str(e)})
+        return
+    row.update({f"{prefix}converged": fit.success, f"{prefix}message": fit.message, f"{prefix}objective": fit.objective})
+    estimates = {**fit.values, "residual_sd": fit.sigma}
+    ses = {**fit.stderr, "residual_sd": fit.sigma_se}
+    for name, true in truth.items():
+        lo, hi = fit.interval(name, level) if name in fit.values else wald_interval(estimates[name], ses[name], level)
+        key = f"{prefix}{name}"
+        row.update({key: estimates[name], f"{key}_se": ses[name], f"{key}_wald_covers": bool(lo <= true <= hi)})
+        if name in profiled:
+            plo, phi = fit.profile[name]
+            row[f"{key}_profile_covers"] = bool(plo <= true <= phi)
+
+
+def _population_replicate(spec, data, tr, truth: dict | None, level: float, row: dict) -> dict | None:
+    """Fit one replicate by the population method; estimates (in units for typical values and drug effects),
+    SEs and coverage into ``row``. Returns the true values of the fit's outer values."""
+    from hcvdyn.estimate.population_fit import fit_population
+
+    try:
+        fit = fit_population(spec.model, data, spec.regimens_for(data), spec.population)
+    except (RuntimeError, ValueError) as e:
+        row.update(converged=False, message=str(e))
+        return truth
+    truth = truth or tr.population_values(fit.values)
+    if not truth:
+        raise ValueError(f"recovery_study: {tr.path} gives no true value for any of {[v.label for v in fit.values]}")
+    row.update(converged=fit.success, message=fit.message, objective=fit.ofv, seconds=fit.seconds, evaluations=fit.evaluations)
+    for r in fit.rows(level):
+        if r["name"] in truth:
+            row.update({r["name"]: r["estimate"], f"{r['name']}_se": r["se"],
+                        f"{r['name']}_wald_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
+    return truth

@@ -69,6 +69,46 @@ class SyntheticTruth:
                 out[e.label] = self.arms[e.owner][e.name]
         return out
 
+    def population_values(self, values) -> dict[str, float]:
+        """{label: true value} of a population fit's outer values (:class:`~hcvdyn.estimate.population_design.OuterValue`),
+        where the truth gives one: typical values and drug effects in their units, group shifts, Omega's SDs and
+        Cholesky entries on the parameters' scales, the residual SD.
+
+        The groups' log10_V0 is normal (shift: difference of means) and their delta log-normal (shift: log ratio
+        of medians); the typical value is the reference group's: the largest, as in
+        :class:`~hcvdyn.estimate.population_design.Covariate`. Without a group covariate a typical value, and an
+        SD that differs between groups, has no single truth.
+        """
+        ref = max(self.groups, key=lambda g: self.groups[g].n)
+        truth = {  # per parameter: (scale the truth is normal on, centre of each group on it, SD of each group)
+            "log10_V0": ("linear", {k: g.log10_V0_mean for k, g in self.groups.items()}, {g.log10_V0_sd for g in self.groups.values()}),
+            "delta": ("log", {k: math.log(g.delta_median) for k, g in self.groups.items()}, {g.delta_sd_log for g in self.groups.values()}),
+        }
+        by_group = {v.parameter for v in values if v.kind == "covariate" and v.label.startswith(f"{v.parameter}_group_")}
+        out = {}
+        for v in values:
+            if v.kind in ("shared", "per_arm"):
+                true = self.arms.get(v.owner, {}).get(v.parameter) if v.kind == "per_arm" else self.shared_value(v.parameter)
+            elif v.kind == "sigma":
+                true = self.sigma
+            elif v.parameter not in truth or truth[v.parameter][0] != self.model.params[v.parameter].scale:
+                true = None  # the fit's random effect is not on the scale the truth draws it on
+            else:
+                _, centre, sds = truth[v.parameter]
+                if v.kind == "typical":
+                    c = centre[ref] if v.parameter in by_group or len(set(centre.values())) == 1 else None
+                    true = None if c is None else float(math.exp(c) if v.scale == "log" else c)
+                elif v.kind == "covariate":
+                    level = v.label.removeprefix(f"{v.parameter}_group_")
+                    true = centre[level] - centre[ref] if level in centre else None
+                elif v.kind == "omega":
+                    true = sds.pop() if len(sds) == 1 else None
+                else:  # cholesky: the truth draws parameters independently
+                    true = 0.0
+            if true is not None:
+                out[v.label] = float(true)
+        return out
+
 
 def load_truth(path) -> SyntheticTruth:
     """Read and validate a truth file; every error names the file and the key."""
