@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="fit specification (fits/NAME.toml); its [report] table names the PK trial, scenarios, truth")
     p.add_argument("--n-vpc", type=positive_int, default=200, help="replicate trials of the visual predictive check (default 200)")
     p.add_argument("--n-virtual", type=positive_int, default=500, help="virtual patients per scenario arm (default 500)")
+    p.add_argument("--profile-points", type=positive_int, default=15,
+                   help="points of each drug effect's profile-likelihood curve in the figure (default 15; the interval is exact either way)")
     p.add_argument("--seed", type=int, default=2026, help="random seed of the VPC and the scenarios (default 2026)")
     p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")
     p.add_argument("--out", help="results folder (default results/report_<spec name>)")

@@ -145,6 +145,6 @@ def cmd_report(args) -> int:
     from hcvdyn.results.report import make_report
 
     out = make_report(args.spec, args.out, force=args.force, n_vpc=args.n_vpc, n_virtual=args.n_virtual, seed=args.seed,
-                      progress=not args.no_progress)
+                      profile_points=args.profile_points, progress=not args.no_progress)
     print(f"wrote {out}/report.md with its result files and figures/")
     return 0

@@ -260,8 +260,8 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
             f = predict(u_of(pat, beta, e), pat.context)
             return neg2ll(f, pat.y, pat.cens, pat.lloq, pat.mask, sigma) + jnp.sum((Linv @ e) ** 2)
 
-        if method == "laplace":
-            H = 0.5 * jax.hessian(g)(eta)
+        if method == "laplace":  # forward over forward: reverse mode cannot pass the solver's while loop
+            H = 0.5 * jax.jacfwd(jax.jacfwd(g))(eta)
         else:
             A, f = jax.jacfwd(lambda e: (predict(u_of(pat, beta, e), pat.context),) * 2, has_aux=True)(eta)
             H = A.T @ (gn_weights(f, pat.cens, pat.lloq, pat.mask, sigma)[:, None] * A) + Linv.T @ Linv

@@ -65,8 +65,9 @@ def _stage(msg: str, progress: bool) -> None:
 
 
 def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_virtual: int = 500, seed: int = 2026,
-                progress: bool = True) -> Path:
-    """Fit ``spec_path`` (fits/NAME.toml), estimate synergy, predict outcomes, run its scenarios; write the report folder."""
+                profile_points: int = 15, progress: bool = True) -> Path:
+    """Fit ``spec_path`` (fits/NAME.toml), estimate synergy, predict outcomes, run its scenarios; write the report folder.
+    ``profile_points``: points of each drug effect's profile curve (figure), beside its interval's limits."""
     from hcvdyn.analysis.outcomes import OutcomeDefinitions
     from hcvdyn.estimate.diagnostics import prediction_bands, vpc
     from hcvdyn.estimate.fit import fit_trial
@@ -83,10 +84,10 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     options = design.options
     shared_names = [e.label for e in design.population_estimates(data.arms)]
     _stage(f"fitting {len(data)} patients with {spec.model.name} and profiling {', '.join(shared_names)}", progress)
-    fit = fit_trial(spec.model, data, regs, design, profile=shared_names)
+    fit = fit_trial(spec.model, data, regs, design, profile=shared_names, profile_points=profile_points)
     param_rows, meta = fit_tables(spec, data, fit, out)
     meta["inputs"].update({k: input_record(v, out) for k, v in spec.report.items()})  # pk_trial, scenarios, truth
-    meta["report_options"] = {"n_vpc": n_vpc, "n_virtual": n_virtual, "seed": seed}
+    meta["report_options"] = {"n_vpc": n_vpc, "n_virtual": n_virtual, "seed": seed, "profile_points": profile_points}
 
     _stage("prediction bands and outcomes", progress)
     grid = np.linspace(0.0, max(p.t_days[-1] for p in data), int(2 * max(p.t_days[-1] for p in data)) + 1)
