@@ -86,6 +86,7 @@ def test_synergy_recovered_from_a_synthetic_trial(tmp_path):
     assert res.psi > 0 and lo > 0 and lo <= 3.0 <= hi, (res.psi, res.psi_interval)
     assert res.verdict == "synergy" and res.p_value < 0.05 and res.lrt > 3.84
     assert res.arm == "triple" and np.isfinite(res.combination_index)
+    assert res.full.objective <= res.null.objective and "nesting" not in res.notes  # started at the null optimum
     # the index is reported beside its value under pure Bliss independence (psi = 0), which is itself below 1
     a, b = res.full.values["rho"], res.full.values["phi"]
     assert res.ci_bliss == pytest.approx((a + b - 2 * a * b) / (a + b - a * b), rel=1e-9)

@@ -35,6 +35,8 @@ from hcvdyn.model.kinetics import shift_odds
 
 __all__ = ["SynergyResult", "estimate_synergy", "loewe_index", "pair_terms", "verdict", "interaction_surface"]
 
+NESTING_TOL = 1e-6  # -2 log L units: the psi-free fit may not end above the psi = 0 fit it nests
+
 
 @dataclass(frozen=True)
 class SynergyResult:
@@ -148,10 +150,23 @@ def estimate_synergy(
         raise ValueError(f"estimate_synergy: psi = {params['psi']} in params; the null fit needs psi = 0")
     if null is None:
         null = fit_trial(model, dataset, regimens_by_arm, replace(design, params={**params, "psi": 0.0}))
-    start = {**params, **{e.name: null.values[n] for n, e in null.estimates.items() if e.kind == "shared"}, "psi": 0.0}
-    full_design = replace(design, shared={**design.shared, "psi": None}, params=start)  # psi: one value in every arm
-    full = fit_trial(model, dataset, regimens_by_arm, full_design, profile=["psi"], level=level,
-                     profile_points=0)  # the interval only: no curve for a figure
+    full_design = replace(design, shared={**design.shared, "psi": None}, params={**params, "psi": 0.0},  # psi: one value in every arm
+                          sigma=null.sigma if design.estimate_sigma else design.sigma)
+    # nested fits: the full fit starts at the null optimum (every patient's values too), where its objective is the
+    # null's, so it can only go down; should it end above (sigma re-estimated, a failed step), it is refitted from
+    # psi moved off 0 and the best kept, and a remaining violation is reported
+    notes = {}
+    full = None
+    for psi0 in (0.0, 0.5, -0.5):
+        cand = fit_trial(model, dataset, regimens_by_arm, full_design, profile=["psi"], level=level,
+                         profile_points=0, start={**null.values, "psi": psi0})  # the interval only: no curve for a figure
+        if full is None or cand.objective < full.objective:
+            full = cand
+        if full.objective <= null.objective + NESTING_TOL:
+            break
+    if full.objective > null.objective + NESTING_TOL:
+        notes["nesting"] = (f"the psi-free fit's -2 log L {full.objective:.4f} exceeds the psi = 0 fit's {null.objective:.4f} "
+                            "from three starts; the LRT is set to 0")
     lrt = max(0.0, null.objective - full.objective)
     from scipy.stats import chi2
 
@@ -164,7 +179,6 @@ def estimate_synergy(
     ci = loewe_index(model, full.values, arm, fixed, psi, concentrations)
     ends = [loewe_index(model, full.values, arm, fixed, x, concentrations) if math.isfinite(x) else math.nan for x in (lo, hi)]
     ci_lo, ci_hi = (min(ends), max(ends)) if all(math.isfinite(e) for e in ends) else (math.nan, math.nan)
-    notes = {}
     if not (full.success and null.success):
         notes["convergence"] = f"full: {full.message}; null: {null.message}"
     ci_bliss = loewe_index(model, full.values, arm, fixed, 0.0, concentrations)

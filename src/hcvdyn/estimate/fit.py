@@ -214,6 +214,7 @@ def fit_trial(
     profile: Sequence[str] = (),
     level: float = 0.95,
     profile_points: int = 15,
+    start: Mapping[str, float] | None = None,
     **design_fields,
 ) -> TrialFit:
     """One M3 maximum-likelihood problem for a whole trial.
@@ -239,7 +240,8 @@ def fit_trial(
     estimate (``sigma_se`` its SE), and the SEs and profiles are those at it; ``objective`` is -2 log L with
     sigma at its plain ML value, including the 2 n ln(sigma) term of the n observed samples (-2 log L up to
     terms that depend on nothing estimated, as with sigma fixed), and AIC/BIC count sigma.
-    Others are fixed at ``params`` or defaults, which also give the starting values. Residuals and
+    Others are fixed at ``params`` or defaults, which also give the starting values; ``start`` (estimate label ->
+    value, e.g. another fit's ``values``) overrides the first start's values of the labels it names. Residuals and
     Jacobian blocks of all patients come from one jitted, vmapped call; the full Jacobian is assembled
     from the per-patient blocks.
     """
@@ -247,6 +249,9 @@ def fit_trial(
     design = problem.design
     sigma, max_nfev = design.sigma, design.max_nfev
     pars = problem.parameters()
+    for n, v in (start or {}).items():
+        if n in pars and pars[n].vary:
+            pars[n].set(value=float(np.clip(v, pars[n].min, pars[n].max)))
     rng = np.random.default_rng(design.seed)
     refined: set[str] = set()
 
