@@ -91,3 +91,35 @@ def test_synergy_recovered_from_a_synthetic_trial(tmp_path):
     a, b = res.full.values["rho"], res.full.values["phi"]
     assert res.ci_bliss == pytest.approx((a + b - 2 * a * b) / (a + b - a * b), rel=1e-9)
     assert res.combination_index < res.ci_bliss < 1.0 and res.to_dict()["combination_index_bliss"] == res.ci_bliss
+
+
+def test_a_remaining_nesting_violation_is_refitted_and_reported(monkeypatch):
+    """The psi-free fit that ends above the psi = 0 fit is refitted from psi = +0.5 and -0.5, the best kept, and
+    a remaining violation reported with the LRT set to 0 (the fits are stand-ins: only the control flow is tested)."""
+    import dataclasses
+
+    import hcvdyn.analysis.synergy as synergy
+    from hcvdyn.estimate.fit import TrialFit
+
+    base = TrialFit("agi_constant", {"eps": 0.8, "rho": 0.4, "phi": 0.5}, {}, 100.0, 0.0, 0.0, True, "ok", 10, 2, 0.2, 1)
+    starts = []
+
+    def fake_fit_trial(model, dataset, regimens_by_arm, design, start=None, **kw):
+        if start is None:
+            return base  # the psi = 0 fit
+        starts.append(start["psi"])
+        objective = {0.0: 100.3, 0.5: 100.2, -0.5: 100.4}[start["psi"]]
+        return dataclasses.replace(base, values={**base.values, "psi": start["psi"] / 10}, objective=objective,
+                                   profile={"psi": (-1.0, 1.0)})
+
+    monkeypatch.setattr(synergy, "fit_trial", fake_fit_trial)
+    res = estimate_synergy(M, [], {}, individual=["delta"], shared={"eps": None, "rho": None, "phi": None}, arm="triple")
+    assert starts == [0.0, 0.5, -0.5]
+    assert res.full.objective == 100.2 and res.psi == pytest.approx(0.05)
+    assert res.lrt == 0.0 and res.p_value == 1.0
+    assert "100.2000 exceeds the psi = 0 fit's 100.0000" in res.notes["nesting"]
+
+    monkeypatch.setattr(synergy, "fit_trial", lambda *a, start=None, **kw: base if start is None else dataclasses.replace(
+        base, values={**base.values, "psi": 0.3}, objective=99.0, profile={"psi": (0.1, 0.5)}))
+    res = estimate_synergy(M, [], {}, individual=["delta"], shared={"eps": None, "rho": None, "phi": None}, arm="triple")
+    assert res.lrt == pytest.approx(1.0) and "nesting" not in res.notes
