@@ -101,7 +101,9 @@ def test_a_remaining_nesting_violation_is_refitted_and_reported(monkeypatch):
     import hcvdyn.analysis.synergy as synergy
     from hcvdyn.estimate.fit import TrialFit
 
-    base = TrialFit("agi_constant", {"eps": 0.8, "rho": 0.4, "phi": 0.5}, {}, 100.0, 0.0, 0.0, True, "ok", 10, 2, 0.2, 1)
+    base = TrialFit(model="agi_constant", values={"eps": 0.8, "rho": 0.4, "phi": 0.5}, stderr={}, objective=100.0, aic=0.0,
+                    bic=0.0, success=True, message="ok", n_obs=10, n_patients=2, sigma=0.2, nfev=1)
+    design = dict(individual=["delta"], shared={"eps": None, "rho": None, "phi": None}, arm="triple")
     starts = []
 
     def fake_fit_trial(model, dataset, regimens_by_arm, design, start=None, **kw):
@@ -113,13 +115,17 @@ def test_a_remaining_nesting_violation_is_refitted_and_reported(monkeypatch):
                                    profile={"psi": (-1.0, 1.0)})
 
     monkeypatch.setattr(synergy, "fit_trial", fake_fit_trial)
-    res = estimate_synergy(M, [], {}, individual=["delta"], shared={"eps": None, "rho": None, "phi": None}, arm="triple")
+    res = estimate_synergy(M, [], {}, **design)
     assert starts == [0.0, 0.5, -0.5]
     assert res.full.objective == 100.2 and res.psi == pytest.approx(0.05)
     assert res.lrt == 0.0 and res.p_value == 1.0
     assert "100.2000 exceeds the psi = 0 fit's 100.0000" in res.notes["nesting"]
 
-    monkeypatch.setattr(synergy, "fit_trial", lambda *a, start=None, **kw: base if start is None else dataclasses.replace(
-        base, values={**base.values, "psi": 0.3}, objective=99.0, profile={"psi": (0.1, 0.5)}))
-    res = estimate_synergy(M, [], {}, individual=["delta"], shared={"eps": None, "rho": None, "phi": None}, arm="triple")
+    def nested_fit_trial(model, dataset, regimens_by_arm, design, start=None, **kw):
+        if start is None:
+            return base
+        return dataclasses.replace(base, values={**base.values, "psi": 0.3}, objective=99.0, profile={"psi": (0.1, 0.5)})
+
+    monkeypatch.setattr(synergy, "fit_trial", nested_fit_trial)
+    res = estimate_synergy(M, [], {}, **design)
     assert res.lrt == pytest.approx(1.0) and "nesting" not in res.notes
