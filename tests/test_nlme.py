@@ -10,7 +10,7 @@ from hcvdyn.estimate.covariance import covariance_step, hessian_from_gradient
 from hcvdyn.estimate.marginal import importance_sampling
 from hcvdyn.estimate.nlme import Layout, PopulationArrays, engine, gn_weights
 from hcvdyn.estimate.population_design import OuterValue
-from hcvdyn.estimate.population_fit import PopulationObjective, outer_minimizer
+from hcvdyn.estimate.population_fit import PopulationObjective, outer_minimizer, start_inverse_hessian
 
 N_PAT, N_OBS = 6, 5
 
@@ -157,3 +157,19 @@ def test_censored_weight_is_finite_and_vanishes_far_below_the_limit():
         d = jax.grad(lambda v: log_ndtr((lloq - v) / sigma))(f)
         assert float(one(f)) == pytest.approx(float(d**2 / (-2 * log_ndtr((lloq - f) / sigma))), rel=1e-6)
     assert float(one(-20.0)) == 0.0 and float(jax.grad(one)(-20.0)) == 0.0
+
+
+def test_start_inverse_hessian_is_the_outer_product_approximation_on_lmfits_scale():
+    """R ~ S / 2 (S = sum of per-patient gradient outer products), mapped to lmfit's internal scale by the
+    chain-rule factors, floored at 1e-3 of the largest curvature; non-finite scores give the identity."""
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(40, 3)) * [1.0, 10.0, 0.1]
+    scale = np.array([1.0, 0.5, 2.0])
+    H = 0.5 * scores.T @ scores * np.outer(scale, scale)
+    np.testing.assert_allclose(start_inverse_hessian(scores, scale), np.linalg.inv(H), rtol=1e-10)
+    uninformed = scores.copy()
+    uninformed[:, 2] = 0.0  # no patient informs the third direction
+    inv = start_inverse_hessian(uninformed, scale)
+    curvature = np.linalg.eigvalsh(np.linalg.inv(inv))
+    assert np.all(np.isfinite(inv)) and curvature[0] == pytest.approx(1e-3 * curvature[-1], rel=1e-8)
+    np.testing.assert_array_equal(start_inverse_hessian(np.where(np.eye(40, 3) > 0, np.nan, scores), scale), np.eye(3))

@@ -92,3 +92,44 @@ def test_sse_command_bad_input_is_one_line(tmp_path, capsys):
     assert "none.toml" in capsys.readouterr().err
     assert main(["sse", str(SPEC), "--n", "1", "--out", str(tmp_path / "o")]) == 2
     assert "n_replicates" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def _chunk(folder, seeds, spec=SPEC, truth=TRUTH):
+    """A results folder as ``hcvdyn sse`` writes it, with made-up estimates (no fitting)."""
+    from hcvdyn.estimate.sse import RecoveryStudy
+    from hcvdyn.results.provenance import provenance
+    from hcvdyn.results.writers import rows_csv, write_results
+
+    rows = [{"replicate": i + 1, "seed": s, "converged": s != 7, "message": "converged" if s != 7 else "not converged: x",
+             "rho": 0.4 + 0.01 * s, "rho_se": 0.05, "rho_wald_covers": s % 3 != 0} for i, s in enumerate(seeds)]
+    study = RecoveryStudy(tuple(rows), tuple(summarize(rows, {"rho": 0.4}, 0.95, "trial fit")), {"rho": 0.4}, 0.95, tuple(seeds))
+    meta = provenance("sse", folder, {"spec": (spec, {"name": "x"}), "truth": truth}, options={"level": 0.95, "seeds": list(seeds)},
+                      truth_values=study.truth, summary=list(study.summary))
+    write_results(folder, {"replicates.csv": rows_csv(rows), "summary.csv": rows_csv(list(study.summary)), "result.json": meta})
+
+
+def test_sse_combines_chunks_of_one_study(tmp_path, capsys):
+    """Chunks run with disjoint seeds give one study: every row once, ordered by seed, summarized again as if
+    run at once; a shared seed, another truth file or a folder that is not an sse result is refused."""
+    _chunk(tmp_path / "b", [6, 7, 8])
+    _chunk(tmp_path / "a", [3, 4, 5])
+    out = tmp_path / "all"
+    assert main(["sse", str(SPEC), "--combine", str(tmp_path / "b"), str(tmp_path / "a"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "replicates.csv")))
+    meta = json.loads((out / "result.json").read_text())
+    assert [int(r["seed"]) for r in rows] == [3, 4, 5, 6, 7, 8] == meta["options"]["seeds"]
+    assert [int(r["replicate"]) for r in rows] == [1, 2, 3, 4, 5, 6] and meta["options"]["combined_from"] == 2
+    (s,) = meta["summary"]
+    assert s["n_converged"] == 5 and s["n_replicates"] == 6  # seed 7 did not converge
+    assert s["mean"] == pytest.approx(0.4 + 0.01 * np.mean([3, 4, 5, 6, 8]))
+    assert s["wald_coverage"] == pytest.approx(3 / 5)  # seeds 3 and 6 miss
+    assert meta["inputs"]["part_1"]["path"] == "../b/result.json"
+    _chunk(tmp_path / "c", [8, 9])
+    assert main(["sse", str(SPEC), "--combine", str(tmp_path / "a"), str(tmp_path / "c"), str(tmp_path / "b"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "seed 8 is in parts 2 and 3" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    _chunk(tmp_path / "d", [10, 11], truth=SPEC)
+    assert main(["sse", str(SPEC), "--combine", str(tmp_path / "a"), str(tmp_path / "d"), "--out", str(tmp_path / "bad")]) == 2
+    assert "another truth file" in capsys.readouterr().err
+    assert main(["sse", str(SPEC), "--combine", str(tmp_path / "a"), str(tmp_path), "--out", str(tmp_path / "bad")]) == 2
+    assert "not an hcvdyn sse results folder" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  hcvdyn sse fits/phase2_synthetic.toml --n 50\n"
         "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force\n"
-        "  hcvdyn sse fits/phase2_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it",
+        "  hcvdyn sse fits/phase2_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it\n"
+        "  hcvdyn sse fits/phase2_population.toml --n 25 --seed 26 --out results/sse_26   # one chunk of a long study\n"
+        "  hcvdyn sse fits/phase2_population.toml --combine results/sse_1 results/sse_26 --out results/sse_50",
     )
     p.add_argument("spec", help="fit specification (TOML); its [report] truth file simulates the replicates unless --truth")
     p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower; whole-trial fits)")
     p.add_argument("--no-compare", action="store_true",
                    help="population specifications: do not also fit each replicate by the fixed-effects trial fit")
+    p.add_argument("--combine", nargs="+", metavar="FOLDER",
+                   help="no fitting: combine the results folders of chunks of one study (same spec and truth, disjoint seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")
     p.add_argument("--out", help="results folder (default results/sse_<spec name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")

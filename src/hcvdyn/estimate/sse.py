@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["RecoveryStudy", "recovery_study", "wilson_interval", "summarize"]
+__all__ = ["RecoveryStudy", "recovery_study", "combine_studies", "wilson_interval", "summarize"]
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -144,6 +144,35 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     if population and compare:
         summary += summarize(rows, trial_truth, level, TRIAL_FIT, COMPARED)
     return RecoveryStudy(tuple(rows), tuple(summary), truth, level, seeds)
+
+
+def combine_studies(parts: Sequence[RecoveryStudy]) -> RecoveryStudy:
+    """One study from parts run in chunks (``hcvdyn sse --seed`` with disjoint seeds, e.g. on several machines):
+    the rows of all parts, ordered by seed and renumbered, summarized again. The parts must share their truth,
+    level and methods; a seed in two parts is refused (the same replicate would count twice)."""
+    if len(parts) < 2:
+        raise ValueError(f"combine_studies: {len(parts)} part(s); give at least two")
+    first = parts[0]
+    methods = list(dict.fromkeys(r.get("method", TRIAL_FIT) for r in first.summary))
+    truths = {m: {r["name"]: r["true"] for r in first.summary if r.get("method", TRIAL_FIT) == m} for m in methods}
+    seen: dict[int, int] = {}
+    for k, part in enumerate(parts):
+        part_truths = {m: {r["name"]: r["true"] for r in part.summary if r.get("method", TRIAL_FIT) == m}
+                       for m in dict.fromkeys(r.get("method", TRIAL_FIT) for r in part.summary)}
+        if part_truths != truths or part.level != first.level:
+            raise ValueError(f"combine_studies: part {k + 1} has other methods, true values or level than part 1")
+        for s in part.seeds:
+            if s in seen:
+                raise ValueError(f"combine_studies: seed {s} is in parts {seen[s] + 1} and {k + 1}")
+            seen[s] = k
+    rows = sorted((r for part in parts for r in part.rows), key=lambda r: r["seed"])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{**{k: r.get(k, math.nan) for k in keys}, "replicate": i + 1} for i, r in enumerate(rows)]
+    summary = []
+    for m in methods:
+        prefix = COMPARED if m == TRIAL_FIT and len(methods) > 1 else ""
+        summary += summarize(rows, truths[m], first.level, m, prefix)
+    return RecoveryStudy(tuple(rows), tuple(summary), first.truth, first.level, tuple(sorted(seen)))
 
 
 def _trial_replicate(spec, data, truth: dict, profiled: tuple, level: float, row: dict, prefix: str) -> None:
