@@ -234,8 +234,19 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     ofv, out, x, note = results[best]
     if out is None:
         raise NumericalError(f"fit_population: every start failed ({note})")
+    scale = lambda o: np.array([o.params[v.label].scale_gradient(o.params[v.label].setup_bounds()) for v in problem.values])  # noqa: E731
+    if not np.all(np.abs(objective.gradient(x) * scale(out)) < GRADIENT_TOL):
+        # BFGS stops on "precision loss" when its Hessian has gone stale near the optimum: one restart from the
+        # end point, with the outer-product Hessian there, usually finishes in a few evaluations
+        try:
+            out2, x2 = _minimize(objective, problem.values, x, design.max_iter)
+        except (ValueError, FloatingPointError):
+            pass
+        else:
+            if objective.value(x2) <= objective.value(x):
+                out, x, note = out2, x2, f"{out2.message} (restarted once from the end point)"
     ofv, grad, scores, eta = objective.evaluate(x)
-    scale = np.array([out.params[v.label].scale_gradient(out.params[v.label].setup_bounds()) for v in problem.values])
+    scale = scale(out)
     converged = bool(np.all(np.abs(grad * scale) < GRADIENT_TOL))
     at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
                 or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
