@@ -524,3 +524,36 @@ def test_treatment_ends_the_model_cannot_use_are_refused(model, end, design, mat
     pat = PatientData("a", "x", DAYS, np.full(DAYS.size, 5.0), np.zeros(DAYS.size, bool), np.full(DAYS.size, LLOQ), treatment_end_days=end)
     with pytest.raises(ValueError, match=match):
         build_trial_problem(hcvdyn.get_model(model), Dataset((pat,)), {"x": ()}, FitDesign(**design))
+
+
+def test_bracketed_profile_interval_finds_the_exact_crossings_and_decides_as_the_test():
+    """On a closed-form asymmetric profile (exponential decay, amplitude eliminated) the limits are the exact
+    crossings of z^2; a known point (a null fit) is used, not refitted, and the interval covers it exactly when
+    its delta is below z^2, even when the delta is within a hair of z^2; an open side ends at its bound."""
+    from scipy.optimize import brentq, minimize_scalar
+    from scipy.stats import chi2
+
+    from hcvdyn.estimate.profile import bracketed_profile_interval
+
+    t_days = np.array([0.5, 1, 2, 3, 5, 8.0])
+    y = 5.0 * np.exp(-0.6 * t_days) + 0.3 * np.random.default_rng(7).standard_normal(t_days.size)
+
+    def chi(k):
+        e = np.exp(-k * t_days)
+        return np.sum((y - (y @ e) / (e @ e) * e) ** 2) / 0.3**2
+
+    k_hat = minimize_scalar(chi, bounds=(0.01, 5), method="bounded", options={"xatol": 1e-10}).x
+    crit = chi2.ppf(0.95, 1)
+    calls = []
+    delta = lambda k: (calls.append(k), chi(k) - chi(k_hat))[1]  # noqa: E731
+    exact = (brentq(lambda k: delta(k) - crit, k_hat - 1, k_hat), brentq(lambda k: delta(k) - crit, k_hat, k_hat + 1))
+    calls.clear()
+    lo, hi = bracketed_profile_interval(delta, k_hat, 0.05, (0.0, 5.0))
+    assert (lo, hi) == pytest.approx(exact, abs=1e-4) and hi - k_hat > k_hat - lo  # asymmetric
+    assert len(calls) < 30
+    for just in (exact[1] - 1e-6, exact[1] + 1e-6):  # a null point a hair inside, then a hair outside
+        known = (just, delta(just))
+        calls.clear()
+        lo2, hi2 = bracketed_profile_interval(delta, k_hat, 0.05, (0.0, 5.0), known=[known])
+        assert just not in calls and (lo2 <= just <= hi2) == (known[1] < crit)
+    assert bracketed_profile_interval(delta, k_hat, 0.05, (0.0, k_hat + 0.01))[1] == k_hat + 0.01

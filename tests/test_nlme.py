@@ -10,7 +10,7 @@ from hcvdyn.estimate.covariance import covariance_step, hessian_from_gradient
 from hcvdyn.estimate.marginal import importance_sampling
 from hcvdyn.estimate.nlme import Layout, PopulationArrays, engine, gn_weights
 from hcvdyn.estimate.population_design import OuterValue
-from hcvdyn.estimate.population_fit import PopulationObjective, outer_minimizer, start_inverse_hessian
+from hcvdyn.estimate.population_fit import PopulationObjective, newton_decrease, outer_minimizer, start_inverse_hessian
 
 N_PAT, N_OBS = 6, 5
 
@@ -173,3 +173,14 @@ def test_start_inverse_hessian_is_the_outer_product_approximation_on_lmfits_scal
     curvature = np.linalg.eigvalsh(np.linalg.inv(inv))
     assert np.all(np.isfinite(inv)) and curvature[0] == pytest.approx(1e-3 * curvature[-1], rel=1e-8)
     np.testing.assert_array_equal(start_inverse_hessian(np.where(np.eye(40, 3) > 0, np.nan, scores), scale), np.eye(3))
+
+
+def test_newton_decrease_is_the_distance_to_the_optimum_of_a_quadratic_and_ignores_the_parameterisation():
+    """For OFV = f* + (x - x*)' R (x - x*) / 2 the decrement is f(x) - f* exactly; rescaling one parameter by 1000
+    changes the gradient 1000-fold and leaves the decrement; an R that is not positive definite gives NaN."""
+    R = np.array([[4.0, 1.0], [1.0, 2.0]])
+    d = np.array([0.03, -0.02])
+    assert newton_decrease(R, R @ d) == pytest.approx(0.5 * d @ R @ d, rel=1e-12)
+    S = np.diag([1000.0, 1.0])  # x1 measured in units 1000 times smaller
+    assert newton_decrease(S @ R @ S, S @ R @ d) == pytest.approx(0.5 * d @ R @ d, rel=1e-12)
+    assert np.isnan(newton_decrease(np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from hcvdyn.estimate.fit import TrialFit, fit_trial
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.model.kinetics import shift_odds
 
-__all__ = ["SynergyResult", "estimate_synergy", "loewe_index", "pair_terms", "verdict", "interaction_surface"]
+__all__ = ["SynergyResult", "estimate_synergy", "loewe_index", "pair_terms", "verdict", "interaction_surface", "both_drugs_arm", "nested_fit"]
 
 NESTING_TOL = 1e-6  # -2 log L units: the psi-free fit may not end above the psi = 0 fit it nests
 
@@ -49,7 +49,7 @@ class SynergyResult:
     ci_interval: tuple[float, float]
     verdict: str
     arm: str
-    full: TrialFit
+    full: TrialFit  # or PopulationFit (hcvdyn.analysis.population_synergy): both give objective, success, message
     null: TrialFit
     notes: Mapping[str, str] = field(default_factory=dict)
     ci_bliss: float = math.nan  # the Loewe index of the same exposures with psi = 0 (pure Bliss independence)
@@ -155,18 +155,8 @@ def estimate_synergy(
     # nested fits: the full fit starts at the null optimum (every patient's values too), where its objective is the
     # null's, so it can only go down; should it end above (sigma re-estimated, a failed step), it is refitted from
     # psi moved off 0 and the best kept, and a remaining violation is reported
-    notes = {}
-    full = None
-    for psi0 in (0.0, 0.5, -0.5):
-        cand = fit_trial(model, dataset, regimens_by_arm, full_design, profile=["psi"], level=level,
-                         profile_points=0, start={**null.values, "psi": psi0})  # the interval only: no curve for a figure
-        if full is None or cand.objective < full.objective:
-            full = cand
-        if full.objective <= null.objective + NESTING_TOL:
-            break
-    if full.objective > null.objective + NESTING_TOL:
-        notes["nesting"] = (f"the psi-free fit's -2 log L {full.objective:.4f} exceeds the psi = 0 fit's {null.objective:.4f} "
-                            "from three starts; the LRT is set to 0")
+    full, notes = nested_fit(lambda psi0: fit_trial(model, dataset, regimens_by_arm, full_design, profile=["psi"], level=level,
+                                                    profile_points=0, start={**null.values, "psi": psi0}), null.objective)
     lrt = max(0.0, null.objective - full.objective)
     from scipy.stats import chi2
 
@@ -175,7 +165,7 @@ def estimate_synergy(
     lo, hi = full.profile["psi"]
     fixed = model.defaults(**params)
     if arm is None:
-        arm = _both_drugs_arm(model, dataset, regimens_by_arm, design)
+        arm = both_drugs_arm(model, dataset, regimens_by_arm, design)
     ci = loewe_index(model, full.values, arm, fixed, psi, concentrations)
     ends = [loewe_index(model, full.values, arm, fixed, x, concentrations) if math.isfinite(x) else math.nan for x in (lo, hi)]
     ci_lo, ci_hi = (min(ends), max(ends)) if all(math.isfinite(e) for e in ends) else (math.nan, math.nan)
@@ -185,7 +175,26 @@ def estimate_synergy(
     return SynergyResult(psi, (lo, hi), level, lrt, p_value, ci, (ci_lo, ci_hi), verdict(lo, hi, margin), arm, full, null, notes, ci_bliss)
 
 
-def _both_drugs_arm(model, dataset, regimens_by_arm, design: FitDesign) -> str:
+def nested_fit(fit_from: Callable[[float], object], null_objective: float):
+    """(psi-free fit, notes): ``fit_from(psi0)`` fits with psi free from the null fit's optimum and psi at psi0.
+    From psi0 = 0 the objective can only go down; should it end above the null's, the fit is repeated from
+    psi0 = +-0.5 and the best kept, and a remaining violation is noted (the LRT is then 0)."""
+    notes, full = {}, None
+    for psi0 in (0.0, 0.5, -0.5):
+        cand = fit_from(psi0)
+        if full is None or cand.objective < full.objective:
+            full = cand
+        if full.objective <= null_objective + NESTING_TOL:
+            break
+    if full.objective > null_objective + NESTING_TOL:
+        notes["nesting"] = (f"the psi-free fit's -2 log L {full.objective:.4f} exceeds the psi = 0 fit's {null_objective:.4f} "
+                            "from three starts; the LRT is set to 0")
+    return full, notes
+
+
+def both_drugs_arm(model, dataset, regimens_by_arm, design: FitDesign) -> str:
+    """The first arm of the data that receives both drugs of the interaction pair (by its regimens, or in constant
+    mode by the drug effects estimated in it); ValueError if none does."""
     arms = list(dict.fromkeys(p.arm for p in dataset))
     design = design.check(model, arms)  # every shared and per-arm parameter with its arms named
     a, b = model.interaction

@@ -14,7 +14,8 @@ import sys
 
 from hcvdyn.cache import enable_compilation_cache
 from hcvdyn.cli.common import positive_int
-from hcvdyn.cli.fitting import cmd_figures, cmd_fit, cmd_report, cmd_sse
+from hcvdyn.cli.fitting import cmd_figures, cmd_fit, cmd_report
+from hcvdyn.cli.studies import cmd_sse
 from hcvdyn.cli.simulate import EXAMPLES_SIMULATE, cmd_models, cmd_simulate
 from hcvdyn.cli.trials import cmd_calibrate, cmd_scenario, cmd_trial
 
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force\n"
         "  hcvdyn sse fits/phase2_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it\n"
         "  hcvdyn sse fits/phase2_population.toml --n 25 --seed 26 --out results/sse_26   # one chunk of a long study\n"
-        "  hcvdyn sse fits/phase2_population.toml --combine results/sse_1 results/sse_26 --out results/sse_50",
+        "  hcvdyn sse fits/phase2_population.toml --combine results/sse_1 results/sse_26 --out results/sse_50\n"
+        "  hcvdyn sse fits/phase2_population.toml --synergy --n 100   # size of the synergy test (truth psi = 0)",
     )
     p.add_argument("spec", help="fit specification (TOML); its [report] truth file simulates the replicates unless --truth")
     p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower; whole-trial fits)")
     p.add_argument("--no-compare", action="store_true",
                    help="population specifications: do not also fit each replicate by the fixed-effects trial fit")
+    p.add_argument("--synergy", action="store_true",
+                   help="test psi = 0 on each replicate instead (LRT, profile interval; population and trial fit): size or power")
     p.add_argument("--combine", nargs="+", metavar="FOLDER",
                    help="no fitting: combine the results folders of chunks of one study (same spec and truth, disjoint seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress messages on stderr")

@@ -1,15 +1,13 @@
-"""``hcvdyn fit``, ``figures``, ``sse`` and ``report``: fit a specification, redraw figures from a results folder,
-recovery studies and the full report.
+"""``hcvdyn fit``, ``figures`` and ``report``: fit a specification, redraw figures from a results folder and the
+full report.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from hcvdyn.cli.common import results_folder
-from hcvdyn.results.provenance import provenance
 
 
 def cmd_fit(args) -> int:
@@ -102,76 +100,6 @@ def cmd_figures(args) -> int:
     paths = figures_from_folder(args.folder, formats)
     names = sorted({p.stem for p in paths})
     print(f"wrote {len(names)} figures to {Path(args.folder) / 'figures'}/ ({', '.join(formats)}): {', '.join(names)}")
-    return 0
-
-
-
-def _read_study(folder: Path, spec_path, truth_path):
-    """The RecoveryStudy of an ``hcvdyn sse`` results folder, refused unless it was run on these spec and truth files."""
-    import json
-
-    from hcvdyn.estimate.sse import RecoveryStudy
-    from hcvdyn.files import file_sha256
-    from hcvdyn.results.writers import read_csv
-
-    try:
-        meta = json.loads((folder / "result.json").read_text())
-        rows = read_csv(folder / "replicates.csv")
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"--combine {folder}: not an hcvdyn sse results folder ({Path(e.filename).name} missing)") from None
-    if meta.get("command") != "sse":
-        raise ValueError(f"--combine {folder}: its result.json is from 'hcvdyn {meta.get('command')}', not 'hcvdyn sse'")
-    for role, path in (("spec", spec_path), ("truth", truth_path)):
-        if meta["inputs"][role]["sha256"] != file_sha256(path):
-            raise ValueError(f"--combine {folder}: it was run on another {role} file than {path} (SHA-256 differs)")
-    def flag(key, v):  # written as 1/0; a missing coverage (replicate not fitted) stays NaN
-        return v == 1.0 if key.endswith("converged") or not math.isnan(v) else v
-
-    rows = [{**r, "seed": int(r["seed"]), "replicate": int(r["replicate"]),
-             **{k: flag(k, v) for k, v in r.items() if k.endswith("converged") or k.endswith("_covers")}} for r in rows]
-    return RecoveryStudy(tuple(rows), tuple(meta["summary"]), meta["truth_values"], meta["options"]["level"],
-                         tuple(meta["options"]["seeds"]))
-
-
-def cmd_sse(args) -> int:
-    from hcvdyn.estimate.fitspec import load_fit_spec
-    from hcvdyn.estimate.sse import combine_studies, recovery_study
-    from hcvdyn.results.writers import rows_csv, write_results
-
-    spec = load_fit_spec(args.spec)
-    truth = args.truth or spec.report.get("truth")
-    if not truth:
-        raise ValueError(f"{args.spec}: no truth file: give --truth or a [report] truth entry")
-    if not Path(truth).is_file():
-        raise FileNotFoundError(f"truth file {truth}: no such file")
-    out = results_folder(args, f"sse_{spec.name}")
-    inputs = {"spec": (spec.path, {"name": spec.name}), "truth": truth}
-    if args.combine:
-        parts = [Path(f) for f in args.combine]
-        study = combine_studies([_read_study(f, spec.path, truth) for f in parts])
-        inputs.update({f"part_{k + 1}": f / "result.json" for k, f in enumerate(parts)})
-    else:
-        study = recovery_study(args.spec, truth, args.n, seed=args.seed, profile=args.profile, progress=not args.no_progress,
-                               compare=not args.no_compare)
-    meta = provenance(
-        "sse", out, inputs, model=spec.model.name,
-        options={"n_replicates": len(study.seeds), "seed": min(study.seeds), "seeds": list(study.seeds), "level": study.level,
-                 "profile": args.profile, "method": spec.population.method if spec.population is not None else "trial fit",
-                 "compare_trial_fit": any(r.get("method") == "trial fit" for r in study.summary) and spec.population is not None,
-                 "combined_from": len(args.combine or ()) or None},
-        truth_values=study.truth, summary=list(study.summary),
-    )
-    write_results(out, {"replicates.csv": rows_csv(list(study.rows)), "summary.csv": rows_csv(list(study.summary)),
-                        "result.json": meta}, force=args.force)
-    print(f"wrote {out}/ (replicates.csv, summary.csv, result.json)")
-    for r in study.summary:
-        cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
-        if "profile_coverage" in r:
-            cov += f", profile {100 * r['profile_coverage']:.0f}%"
-        method = f"{r['method']:10s} " if "method" in r else ""
-        print(f"  {method}{r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', float('nan')):.4g}  bias {r.get('bias', float('nan')):+.4f}  "
-              f"SD {r.get('empirical_sd', float('nan')):.4f}  mean SE {r.get('mean_se', float('nan')):.4f}  {cov}  "
-              f"({r['n_converged']}/{r['n_replicates']} converged)")
     return 0
 
 

@@ -17,9 +17,23 @@ from hcvdyn.estimate.covariance import CovarianceStep, covariance_step, hessian_
 from hcvdyn.estimate.population_design import OuterValue, PopulationDesign, PopulationProblem, build_population_problem
 from hcvdyn.solve.options import NumericalError
 
-__all__ = ["PopulationFit", "fit_population", "PopulationObjective", "outer_minimizer", "start_inverse_hessian", "GRADIENT_TOL"]
+__all__ = ["PopulationFit", "fit_population", "PopulationObjective", "outer_minimizer", "start_inverse_hessian", "newton_decrease", "GRADIENT_TOL", "DECREASE_TOL"]
 
-GRADIENT_TOL = 1e-3  # converged: no entry of lmfit's (internal) gradient of the OFV exceeds this
+GRADIENT_TOL = 1e-3  # converged: no entry of lmfit's (internal) gradient of the OFV exceeds this, or
+DECREASE_TOL = 1e-3  # the OFV lies less than this above the optimum by the Newton decrement (no estimate at a bound)
+
+
+def newton_decrease(R: np.ndarray, gradient: np.ndarray) -> float:
+    """g' R^-1 g / 2: how far the OFV lies above the optimum of its quadratic model (R the Hessian of the OFV;
+    Boyd & Vandenberghe 2004, Convex Optimization, section 9.5.1). Independent of the parameterisation, unlike a
+    gradient tolerance: 1e-3 puts the estimate within about 0.05 SE of the optimum. NaN where R is not positive
+    definite."""
+    try:
+        c = np.linalg.cholesky(0.5 * (R + R.T))
+    except np.linalg.LinAlgError:
+        return math.nan
+    w = np.linalg.solve(c, gradient)
+    return float(0.5 * w @ w)
 
 
 class PopulationObjective:
@@ -124,6 +138,11 @@ class PopulationFit:
     problem: PopulationProblem | None = field(default=None, repr=False, compare=False)  # for diagnostics and simulation
 
     @property
+    def objective(self) -> float:
+        """-2 ln L (``ofv``), under the name :class:`~hcvdyn.estimate.fit.TrialFit` gives it."""
+        return self.ofv
+
+    @property
     def stderr(self) -> dict[str, float]:
         return dict(zip(self.x, map(float, self.covariance.stderr)))
 
@@ -153,10 +172,9 @@ class PopulationFit:
         return out
 
 
-def _starts(problem: PopulationProblem, n: int, seed: int):
-    """The first start at the design's values; the others with fixed effects moved N(0, 0.3^2) on their scales."""
+def _starts(problem: PopulationProblem, first: np.ndarray, n: int, seed: int):
+    """The first start at ``first``; the others with fixed effects moved N(0, 0.3^2) on their scales."""
     rng = np.random.default_rng(seed)
-    first = problem.start
     yield first
     lower = np.array([v.lower for v in problem.values])
     upper = np.array([v.upper for v in problem.values])
@@ -208,22 +226,25 @@ def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: 
 
 
 def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], design: PopulationDesign, *,
-                   gradient: str = "exact") -> PopulationFit:
+                   gradient: str = "exact", start: Mapping[str, float] | None = None, covariance: bool = True) -> PopulationFit:
     """Nonlinear mixed-effects fit of ``dataset`` by ``design.method`` ("foce-i" or "laplace"), with
     ``design.fit.n_starts`` seeded starts and a covariance step (``design.covariance``: "sandwich", "R" or "S").
 
     Non-convergence, a failed covariance step and patients whose conditional mode could not be found are
     reported in ``message`` with ``success`` False; the numbers are never silently NaN. gradient: "exact" or
-    "differences" (:class:`PopulationObjective`; the latter only to compare).
+    "differences" (:class:`PopulationObjective`; the latter only to compare). start: outer values by label, as
+    :attr:`PopulationFit.x`, for the first start (labels this problem lacks are ignored, so that one fit starts a
+    nested one). covariance: False skips the covariance step (profile points); ``success`` then does not depend on it.
     """
     t_start = time.perf_counter()
     problem = build_population_problem(model, dataset, regimens_by_arm, design)
     objective = PopulationObjective(problem.engine, problem.arrays, problem.ids, gradient)
-    if not math.isfinite(objective.value(problem.start)):
+    first = np.array([float((start or {}).get(v.label, v.start)) for v in problem.values])
+    if not math.isfinite(objective.value(first)):
         raise NumericalError(f"fit_population: no conditional mode at the starting values for patient(s) {list(objective.failed)}; "
                              "check the starting values, or loosen SolverOptions")
     results = []
-    for x0 in _starts(problem, design.fit.n_starts, design.fit.seed):
+    for x0 in _starts(problem, first, design.fit.n_starts, design.fit.seed):
         try:
             out, x = _minimize(objective, problem.values, x0, design.max_iter)
         except (ValueError, FloatingPointError) as err:  # a start whose line search left the model's range
@@ -247,15 +268,27 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
                 out, x, note = out2, x2, f"{out2.message} (restarted once from the end point)"
     ofv, grad, scores, eta = objective.evaluate(x)
     scale = scale(out)
-    converged = bool(np.all(np.abs(grad * scale) < GRADIENT_TOL))
+    largest = float(np.max(np.abs(grad * scale)))
     at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
                 or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
-    R = hessian_from_gradient(objective.gradient, x)
-    cov = covariance_step(R, scores, problem.labels, design.covariance)
-    messages = [] if converged else [f"not converged: largest |gradient| {np.max(np.abs(grad * scale)):.2g} (> {GRADIENT_TOL}); {note}"]
+    if covariance:
+        cov = covariance_step(hessian_from_gradient(objective.gradient, x), scores, problem.labels, design.covariance)
+    else:
+        n = len(x)
+        cov = CovarianceStep(design.covariance, False, "covariance step not run (covariance=False)", problem.labels,
+                             np.full((n, n), np.nan), scores.T @ scores, None, math.nan)
+    decrease = newton_decrease(cov.R, grad) if covariance and not at_bound else math.nan
+    if largest < GRADIENT_TOL:
+        criterion = f"largest |gradient| {largest:.1e}"
+    elif decrease < DECREASE_TOL:
+        criterion = f"OFV within {decrease:.1e} of the optimum (Newton decrement; largest |gradient| {largest:.1e})"
+    else:
+        criterion = None
+    messages = [] if criterion else [f"not converged: largest |gradient| {largest:.2g} (> {GRADIENT_TOL}), OFV "
+                                     f"{decrease:.2g} above the optimum by the Newton decrement (> {DECREASE_TOL}); {note}"]
     if at_bound:
         messages.append(f"estimate(s) at a bound: {at_bound}")
-    if not cov.ok:
+    if covariance and not cov.ok:
         messages.append(cov.message)
     lay = problem.layout
     beta, L, sigma = (np.asarray(a) for a in lay.split(jnp.asarray(x), design.fit.sigma))
@@ -270,7 +303,7 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
         model=model.name, method=design.method, values=problem.values, x=dict(zip(problem.labels, map(float, x))), ofv=ofv,
         aic=ofv + 2 * n_par, bic=ofv + n_par * math.log(problem.n_obs), success=not messages,
         message="; ".join(messages) if messages else
-        f"converged: largest |gradient| {np.max(np.abs(grad * scale)):.1e} (BFGS: {note}); {cov.message}", covariance=cov, ids=problem.ids,
+        f"converged: {criterion} (BFGS: {note}); {cov.message}", covariance=cov, ids=problem.ids,
         random=problem.random, eta=eta, omega=omega, sigma=float(sigma), shrinkage=shrink, patient_params=params,
         n_obs=problem.n_obs, n_censored=problem.n_censored, gradient=grad, start_objectives=tuple(r[0] for r in results),
         evaluations=objective.evaluations, seconds=time.perf_counter() - t_start,

@@ -10,7 +10,7 @@ import numpy as np
 from hcvdyn.estimate.optimize import minimize_least_squares
 from hcvdyn.model.parameters import Param
 
-__all__ = ["wald_interval", "profile_interval", "profile_curve", "profile_grid"]
+__all__ = ["wald_interval", "profile_interval", "bracketed_profile_interval", "profile_curve", "profile_grid"]
 
 
 def wald_interval(value: float, se: float, level: float = 0.95, param: Param | None = None) -> tuple[float, float]:
@@ -85,6 +85,49 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
         limits.append(limit)
     return tuple(limits)
 
+
+
+def bracketed_profile_interval(delta_at, theta_hat: float, se: float, bounds: tuple[float, float], level: float = 0.95,
+                               known=(), xtol: float = 1e-4, max_steps: int = 12) -> tuple[float, float]:
+    """Profile-likelihood interval {theta: delta(theta) < z^2} from ``delta_at(theta)`` = -2 log L at theta (the
+    others refitted) minus its minimum at ``theta_hat`` (z^2 the chi-square(1) quantile, 3.84 for 95%).
+
+    Each side steps outward from theta_hat (z se, then doubling) until delta reaches z^2, then Brent's method
+    finds the crossing inside that bracket to ``xtol``. ``known``: (theta, delta) pairs already fitted, such as
+    the null fit of a likelihood-ratio test, used as points of the bracket and never refitted: a limit is never on
+    the wrong side of a known point, so the interval covers a known theta exactly when its delta is below z^2 (the
+    test and the interval decide alike). A side that reaches its bound below z^2 ends there (the interval is open).
+    """
+    from scipy.optimize import brentq
+    from scipy.stats import chi2
+
+    crit = float(chi2.ppf(level, 1))
+    se = se if math.isfinite(se) and se > 0 else 0.1 * max(abs(theta_hat), 1.0)
+    memo = {float(theta_hat): 0.0, **{float(t): float(d) for t, d in known}}
+
+    def delta(t):
+        if t not in memo:
+            memo[t] = float(delta_at(t))
+        return memo[t]
+
+    limits = []
+    for sign, bound in ((-1.0, bounds[0]), (1.0, bounds[1])):
+        ahead = sorted((t for t in memo if sign * (t - theta_hat) > 0), key=lambda t: sign * (t - theta_hat))
+        inside, limit = float(theta_hat), None
+        for k in range(max_steps):
+            t = float(np.clip(theta_hat + sign * math.sqrt(crit) * se * 2.0**k, *bounds))
+            if ahead and sign * (ahead[0] - t) <= 0:  # a point already fitted comes first
+                t = ahead.pop(0)
+            if delta(t) >= crit:
+                limit = brentq(lambda u: delta(u) - crit, inside, t, xtol=xtol)
+                if limit in (inside, t):  # the crossing lies strictly between a point below z^2 and one above
+                    limit = float(np.nextafter(limit, t if limit == inside else inside))
+                break
+            inside = t
+            if t == bound:
+                break
+        limits.append(limit if limit is not None else inside)
+    return float(limits[0]), float(limits[1])
 
 
 def _profile_point(residual, jacobian, start, name: str, theta: float, max_nfev: int):

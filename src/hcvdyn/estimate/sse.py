@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["RecoveryStudy", "recovery_study", "combine_studies", "wilson_interval", "summarize"]
+__all__ = ["RecoveryStudy", "recovery_study", "combine_studies", "merged_replicates", "replicate_trials", "wilson_interval", "summarize"]
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -93,9 +93,8 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     replicate whose simulation or fit fails, or whose fit does not converge, is kept with ``converged = False``
     and its message, and left out of the summary's numbers.
     """
-    from hcvdyn.estimate.data import read_viral_loads
     from hcvdyn.estimate.fitspec import load_fit_spec
-    from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth
+    from hcvdyn.estimate.synthetic import load_truth
 
     if not (isinstance(n_replicates, int) and n_replicates >= 2):
         raise ValueError(f"recovery_study: n_replicates = {n_replicates!r} must be an integer >= 2")
@@ -114,28 +113,22 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     truth = None if population else trial_truth
     seeds = tuple(range(seed, seed + n_replicates))
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, s in enumerate(seeds):
-            csv = Path(tmp) / f"replicate_{s}.csv"
-            row = {"replicate": i + 1, "seed": s}
-            try:
-                generate_synthetic_trial(tr, csv, seed=s)
-                data = read_viral_loads(csv)
-            except RuntimeError as e:  # a drawn patient's solve failed: the replicate is recorded, not fitted
-                row.update(converged=False, message=f"simulating the replicate failed: {e}")
-            else:
-                if population:
-                    fit_truth = _population_replicate(spec, data, tr, truth, level, row)
-                    truth = truth or fit_truth
-                    if compare:
-                        _trial_replicate(spec, data, trial_truth, (), level, row, COMPARED)
-                else:
-                    _trial_replicate(spec, data, trial_truth, profiled, level, row, "")
-            rows.append(row)
-            if progress:
-                shown = ", ".join(f"{n} {row[n]:.3g}" for n in (truth or {}) if n in row)
-                print(f"replicate {i + 1}/{n_replicates} (seed {s}): {shown or row['message']}"
-                      f"{'' if row['converged'] else ' (not converged: ' + row['message'] + ')'}", file=sys.stderr, flush=True)
+    for i, (s, data, error) in enumerate(replicate_trials(tr, seeds)):
+        row = {"replicate": i + 1, "seed": s}
+        if error:
+            row.update(converged=False, message=error)
+        elif population:
+            fit_truth = _population_replicate(spec, data, tr, truth, level, row)
+            truth = truth or fit_truth
+            if compare:
+                _trial_replicate(spec, data, trial_truth, (), level, row, COMPARED)
+        else:
+            _trial_replicate(spec, data, trial_truth, profiled, level, row, "")
+        rows.append(row)
+        if progress:
+            shown = ", ".join(f"{n} {row[n]:.3g}" for n in (truth or {}) if n in row)
+            print(f"replicate {i + 1}/{n_replicates} (seed {s}): {shown or row['message']}"
+                  f"{'' if row['converged'] else ' (not converged: ' + row['message'] + ')'}", file=sys.stderr, flush=True)
     if truth is None:
         raise ValueError(f"recovery_study: no replicate of {truth_path} could be fitted: {rows[0]['message']}")
     keys = list(dict.fromkeys(k for r in rows for k in r))  # failed replicates lack the estimates: NaN there
@@ -144,6 +137,24 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     if population and compare:
         summary += summarize(rows, trial_truth, level, TRIAL_FIT, COMPARED)
     return RecoveryStudy(tuple(rows), tuple(summary), truth, level, seeds)
+
+
+def replicate_trials(truth, seeds: Sequence[int]):
+    """(seed, dataset, None) for each seed's synthetic trial of ``truth`` (a SyntheticTruth), or (seed, None,
+    message) when a drawn patient's solve fails: such a replicate is recorded, not fitted."""
+    from hcvdyn.estimate.data import read_viral_loads
+    from hcvdyn.estimate.synthetic import generate_synthetic_trial
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in seeds:
+            csv = Path(tmp) / f"replicate_{s}.csv"
+            try:
+                generate_synthetic_trial(truth, csv, seed=s)
+                data = read_viral_loads(csv)
+            except RuntimeError as e:
+                yield s, None, f"simulating the replicate failed: {e}"
+            else:
+                yield s, data, None
 
 
 def combine_studies(parts: Sequence[RecoveryStudy]) -> RecoveryStudy:
@@ -155,24 +166,31 @@ def combine_studies(parts: Sequence[RecoveryStudy]) -> RecoveryStudy:
     first = parts[0]
     methods = list(dict.fromkeys(r.get("method", TRIAL_FIT) for r in first.summary))
     truths = {m: {r["name"]: r["true"] for r in first.summary if r.get("method", TRIAL_FIT) == m} for m in methods}
-    seen: dict[int, int] = {}
     for k, part in enumerate(parts):
         part_truths = {m: {r["name"]: r["true"] for r in part.summary if r.get("method", TRIAL_FIT) == m}
                        for m in dict.fromkeys(r.get("method", TRIAL_FIT) for r in part.summary)}
         if part_truths != truths or part.level != first.level:
             raise ValueError(f"combine_studies: part {k + 1} has other methods, true values or level than part 1")
-        for s in part.seeds:
-            if s in seen:
-                raise ValueError(f"combine_studies: seed {s} is in parts {seen[s] + 1} and {k + 1}")
-            seen[s] = k
-    rows = sorted((r for part in parts for r in part.rows), key=lambda r: r["seed"])
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    rows = [{**{k: r.get(k, math.nan) for k in keys}, "replicate": i + 1} for i, r in enumerate(rows)]
+    rows, seeds = merged_replicates(parts, "combine_studies")
     summary = []
     for m in methods:
         prefix = COMPARED if m == TRIAL_FIT and len(methods) > 1 else ""
         summary += summarize(rows, truths[m], first.level, m, prefix)
-    return RecoveryStudy(tuple(rows), tuple(summary), first.truth, first.level, tuple(sorted(seen)))
+    return RecoveryStudy(rows, tuple(summary), first.truth, first.level, seeds)
+
+
+def merged_replicates(parts, where: str) -> tuple[tuple[dict, ...], tuple[int, ...]]:
+    """The rows of studies run in chunks (each with ``rows`` and ``seeds``), ordered by seed and renumbered, and
+    their seeds; a seed in two parts is refused (the same replicate would count twice)."""
+    seen: dict[int, int] = {}
+    for k, part in enumerate(parts):
+        for s in part.seeds:
+            if s in seen:
+                raise ValueError(f"{where}: seed {s} is in parts {seen[s] + 1} and {k + 1}")
+            seen[s] = k
+    rows = sorted((r for part in parts for r in part.rows), key=lambda r: r["seed"])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return tuple({**{k: r.get(k, math.nan) for k in keys}, "replicate": i + 1} for i, r in enumerate(rows)), tuple(sorted(seen))
 
 
 def _trial_replicate(spec, data, truth: dict, profiled: tuple, level: float, row: dict, prefix: str) -> None:
