@@ -46,7 +46,8 @@ def estimate_population_synergy(model: HCVModel, dataset, regimens_by_arm: Mappi
     fixed_psi = replace(fd, bounds={k: v for k, v in fd.bounds.items() if k != "psi"})
     at = lambda psi: replace(design, fit=replace(fixed_psi, params={**params, "psi": psi}, n_starts=1))  # noqa: E731
     if null is None:
-        null = fit_population(model, dataset, regimens_by_arm, replace(design, fit=replace(fixed_psi, params={**params, "psi": 0.0})))
+        null = fit_population(model, dataset, regimens_by_arm, replace(design, fit=replace(fixed_psi, params={**params, "psi": 0.0})),
+                              covariance=False)  # only its OFV and optimum are used
     full_design = replace(design, fit=replace(fd, shared={**fd.shared, "psi": None}, params={**params, "psi": 0.0}, n_starts=1))
     full, notes = nested_fit(lambda psi0: fit_population(model, dataset, regimens_by_arm, full_design, start={**null.x, "psi": psi0}),
                              null.ofv)
