@@ -21,13 +21,13 @@ CRIT = chi2.ppf(0.95, 1)
 def _stand_in(psi_hat: float, se: float, calls: list):
     """fit_population on a quadratic profile OFV(psi) = 100 + ((psi - psi_hat) / se)^2 (no ODEs)."""
 
-    def fit(model, dataset, regimens, design, start=None, covariance=True):
+    def fit(model, dataset, regimens, design, start=None, start_eta=None, covariance=True):
         free = "psi" in design.fit.shared
         psi = psi_hat if free else design.fit.params["psi"]
         calls.append((free, psi, dict(start or {})))
         ofv = 100 + ((psi - psi_hat) / se) ** 2
         return SimpleNamespace(ofv=ofv, objective=ofv, x={"psi": psi} if free else {"a": 1.0}, success=True,
-                               message="converged", stderr={"psi": se}, values=())
+                               message="converged", stderr={"psi": se}, values=(), eta=None)
 
     return fit
 

@@ -49,7 +49,8 @@ def estimate_population_synergy(model: HCVModel, dataset, regimens_by_arm: Mappi
         null = fit_population(model, dataset, regimens_by_arm, replace(design, fit=replace(fixed_psi, params={**params, "psi": 0.0})),
                               covariance=False)  # only its OFV and optimum are used
     full_design = replace(design, fit=replace(fd, shared={**fd.shared, "psi": None}, params={**params, "psi": 0.0}, n_starts=1))
-    full, notes = nested_fit(lambda psi0: fit_population(model, dataset, regimens_by_arm, full_design, start={**null.x, "psi": psi0}),
+    full, notes = nested_fit(lambda psi0: fit_population(model, dataset, regimens_by_arm, full_design, start={**null.x, "psi": psi0},
+                                                        start_eta=null.eta),
                              null.ofv)
     lrt = max(0.0, null.ofv - full.ofv)
     from scipy.stats import chi2
@@ -60,7 +61,8 @@ def estimate_population_synergy(model: HCVModel, dataset, regimens_by_arm: Mappi
 
     def delta_at(t: float) -> float:
         nearest = fitted[min(fitted, key=lambda s: abs(s - t))]
-        fit = fit_population(model, dataset, regimens_by_arm, at(t), start=nearest.x, covariance=False)
+        fit = fit_population(model, dataset, regimens_by_arm, at(t), start=nearest.x, start_eta=nearest.eta,
+                             covariance=False)
         fitted[t] = fit
         if fit.ofv < full.ofv - NESTING_TOL:
             below.append(t)

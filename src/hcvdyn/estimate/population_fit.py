@@ -226,7 +226,8 @@ def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: 
 
 
 def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], design: PopulationDesign, *,
-                   gradient: str = "exact", start: Mapping[str, float] | None = None, covariance: bool = True) -> PopulationFit:
+                   gradient: str = "exact", start: Mapping[str, float] | None = None, start_eta: np.ndarray | None = None,
+                   covariance: bool = True) -> PopulationFit:
     """Nonlinear mixed-effects fit of ``dataset`` by ``design.method`` ("foce-i" or "laplace"), with
     ``design.fit.n_starts`` seeded starts and a covariance step (``design.covariance``: "sandwich", "R" or "S").
 
@@ -234,11 +235,14 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     reported in ``message`` with ``success`` False; the numbers are never silently NaN. gradient: "exact" or
     "differences" (:class:`PopulationObjective`; the latter only to compare). start: outer values by label, as
     :attr:`PopulationFit.x`, for the first start (labels this problem lacks are ignored, so that one fit starts a
-    nested one). covariance: False skips the covariance step (profile points); ``success`` then does not depend on it.
+    nested one). start_eta: (N, q) conditional modes to start the inner solves from (a nested fit's), so that the
+    first OFV is the other fit's and not that of another local mode. covariance: False skips the covariance step (profile points); ``success`` then does not depend on it.
     """
     t_start = time.perf_counter()
     problem = build_population_problem(model, dataset, regimens_by_arm, design)
     objective = PopulationObjective(problem.engine, problem.arrays, problem.ids, gradient)
+    if start_eta is not None:
+        objective.best = (math.inf, np.asarray(start_eta, dtype=float).reshape(objective.best[1].shape))
     first = np.array([float((start or {}).get(v.label, v.start)) for v in problem.values])
     if not math.isfinite(objective.value(first)):
         raise NumericalError(f"fit_population: no conditional mode at the starting values for patient(s) {list(objective.failed)}; "
