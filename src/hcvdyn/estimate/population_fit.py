@@ -215,9 +215,14 @@ def start_inverse_hessian(scores: np.ndarray, internal_scale: np.ndarray) -> np.
     return 0.5 * (inv + inv.T)
 
 
+def _internal_scale(params, values) -> np.ndarray:
+    """d(external value)/d(lmfit's internal value) of each outer value: the chain-rule factor of bounded values."""
+    return np.array([params[v.label].scale_gradient(params[v.label].setup_bounds()) for v in values])
+
+
 def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: int):
     mini, vec = outer_minimizer(objective, values, x0)
-    scale = np.array([mini.params[v.label].scale_gradient(mini.params[v.label].setup_bounds()) for v in values])
+    scale = _internal_scale(mini.params, values)
     scores = objective.evaluate(x0)[2]
     out = mini.minimize(method="bfgs", jac=lambda p: objective.gradient(vec(p)).copy(),
                         options={"maxiter": max_iter, "gtol": GRADIENT_TOL / 10,
@@ -236,7 +241,8 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     "differences" (:class:`PopulationObjective`; the latter only to compare). start: outer values by label, as
     :attr:`PopulationFit.x`, for the first start (labels this problem lacks are ignored, so that one fit starts a
     nested one). start_eta: (N, q) conditional modes to start the inner solves from (a nested fit's), so that the
-    first OFV is the other fit's and not that of another local mode. covariance: False skips the covariance step (profile points); ``success`` then does not depend on it.
+    first OFV is the other fit's and not that of another local mode. covariance: False skips the covariance step
+    (profile points); ``success`` then does not depend on it.
     """
     t_start = time.perf_counter()
     problem = build_population_problem(model, dataset, regimens_by_arm, design)
@@ -259,8 +265,7 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     ofv, out, x, note = results[best]
     if out is None:
         raise NumericalError(f"fit_population: every start failed ({note})")
-    scale = lambda o: np.array([o.params[v.label].scale_gradient(o.params[v.label].setup_bounds()) for v in problem.values])  # noqa: E731
-    if not np.all(np.abs(objective.gradient(x) * scale(out)) < GRADIENT_TOL):
+    if not np.all(np.abs(objective.gradient(x) * _internal_scale(out.params, problem.values)) < GRADIENT_TOL):
         # BFGS stops on "precision loss" when its Hessian has gone stale near the optimum: one restart from the
         # end point, with the outer-product Hessian there, usually finishes in a few evaluations
         try:
@@ -271,8 +276,7 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
             if objective.value(x2) <= objective.value(x):
                 out, x, note = out2, x2, f"{out2.message} (restarted once from the end point)"
     ofv, grad, scores, eta = objective.evaluate(x)
-    scale = scale(out)
-    largest = float(np.max(np.abs(grad * scale)))
+    largest = float(np.max(np.abs(grad * _internal_scale(out.params, problem.values))))
     at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
                 or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
     if covariance:
