@@ -7,7 +7,8 @@ subsample of the same virtual patients one by one with scipy.integrate.solve_ivp
 1e-8, split at every dose), under full adherence on both sides; the largest log10 difference on that
 subsample is printed with the rates and their ratio. The aim was a whole trial in under 5 s on 2 cores.
 
-    python benchmarks/trial.py [--n 10000] [--n-ref 3] [--steps-per-day 16]
+    python benchmarks/trial.py [--n 10000] [--n-ref 3] [--steps-per-day 8]
+    python benchmarks/trial.py --scaling     # time per patient and peak memory, 100 to 100,000 patients per arm
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 import hcvdyn  # noqa: F401  (enables 64-bit floats)
 from hcvdyn.model.trial_design import load_trial
-from hcvdyn.solve.grid import scheduled_doses
+from hcvdyn.solve.grid import DEFAULT_STEPS_PER_DAY, scheduled_doses
 from hcvdyn.solve.reference import simulate_scipy
 from hcvdyn.analysis.population import load_population
 from hcvdyn.analysis.virtual_trial import run_virtual_trial, simulate_arm_patients
@@ -29,24 +30,59 @@ from hcvdyn.analysis.virtual_trial import run_virtual_trial, simulate_arm_patien
 WEEKS = 48
 
 
+def trial_spec(days: int):
+    spec = load_trial("celgosivir_phase2")
+    arms = {a: tuple(dataclasses.replace(r, stop_day=float(days)) for r in regs) for a, regs in spec.arms.items()}
+    return dataclasses.replace(spec, arms=arms, duration_days=float(days))
+
+
+def scaling_point(per_arm: int, steps_per_day: int, seed: int) -> None:
+    """One line of --scaling: a warm-up at the same chunk shape, then the timed trial; peak resident memory."""
+    import resource
+
+    pop, spec = load_population("g1_nonresponder_population"), trial_spec(7 * WEEKS)
+    run_virtual_trial(pop, spec, min(per_arm, 2048), seed + 1, steps_per_day=steps_per_day, n_boot=10)  # 2048: chunks of 1024
+    t = time.perf_counter()
+    run_virtual_trial(pop, spec, per_arm, seed, steps_per_day=steps_per_day, n_boot=1000)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
+    print(f"{per_arm:>9,d} {3 * per_arm:>9,d} {wall:>9.1f} {1e6 * wall / (3 * per_arm):>12.0f} {peak:>9.2f}", flush=True)
+
+
+def scaling(steps_per_day: int, seed: int) -> None:
+    import subprocess
+    import sys
+
+    print(f"cpu cores: {os.cpu_count()}; 3 arms, {WEEKS} weeks, {steps_per_day} steps/day; each size in a fresh process")
+    print(f"{'per arm':>9} {'patients':>9} {'wall s':>9} {'us/patient':>12} {'peak GiB':>9}", flush=True)
+    for per_arm in (100, 1_000, 10_000, 100_000):
+        subprocess.run([sys.executable, __file__, "--per-arm", str(per_arm), "--steps-per-day", str(steps_per_day),
+                        "--seed", str(seed)], check=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="patients in the whole trial (default 10000, split over 3 arms)")
     ap.add_argument("--n-ref", type=int, default=3, help="patients solved with solve_ivp (default 3)")
-    ap.add_argument("--steps-per-day", type=int, default=24)
+    ap.add_argument("--steps-per-day", type=int, default=DEFAULT_STEPS_PER_DAY)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--scaling", action="store_true", help="time and peak memory for 100 to 100,000 patients per arm, each in a fresh process")
+    ap.add_argument("--per-arm", type=int, default=None, help=argparse.SUPPRESS)  # one point of --scaling
     args = ap.parse_args(argv)
+    if args.scaling:
+        return scaling(args.steps_per_day, args.seed)
+    if args.per_arm is not None:
+        return scaling_point(args.per_arm, args.steps_per_day, args.seed)
 
     pop = load_population("g1_nonresponder_population")
-    spec = load_trial("celgosivir_phase2")
     days = 7 * WEEKS
-    arms = {a: tuple(dataclasses.replace(r, stop_day=float(days)) for r in regs) for a, regs in spec.arms.items()}
-    spec = dataclasses.replace(spec, arms=arms, duration_days=float(days))
+    spec = trial_spec(days)
+    arms = spec.arms
     per_arm = -(-args.n // len(arms))
     print(f"cpu cores: {os.cpu_count()}; {len(arms)} arms x {per_arm} patients, {WEEKS} weeks, {args.steps_per_day} steps/day")
 
     t = time.perf_counter()
-    run_virtual_trial(pop, spec, 1024, args.seed, steps_per_day=args.steps_per_day, n_boot=10)  # compile + warm
+    run_virtual_trial(pop, spec, per_arm, args.seed + 1, steps_per_day=args.steps_per_day, n_boot=10)  # compile + warm, same shapes
     warm = time.perf_counter() - t
     t = time.perf_counter()
     vt = run_virtual_trial(pop, spec, per_arm, args.seed, steps_per_day=args.steps_per_day, n_boot=1000)

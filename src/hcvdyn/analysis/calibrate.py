@@ -27,6 +27,7 @@ import numpy as np
 
 from hcvdyn.model.parameters import from_scale, to_scale
 from hcvdyn.model.trial_design import ArmTarget
+from hcvdyn.solve.grid import DEFAULT_STEPS_PER_DAY
 from hcvdyn.solve.options import NumericalError
 
 __all__ = [
@@ -101,7 +102,7 @@ class ArmStats:
     day2: float = math.nan  # mean noise-free decline at day 2
 
 
-def arm_statistics(pop, spec, values, arms: Sequence[str], n: int, seed: int, smooth: float = 0.0, steps_per_day: int = 24) -> dict[str, ArmStats]:
+def arm_statistics(pop, spec, values, arms: Sequence[str], n: int, seed: int, smooth: float = 0.0, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> dict[str, ArmStats]:
     """ArmStats per arm of a virtual trial with typical values ``values`` (common random numbers via ``seed``).
 
     smooth > 0 counts EVR with a logistic ramp of that width (log10) around the threshold instead of a step.

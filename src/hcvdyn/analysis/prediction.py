@@ -11,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from hcvdyn.analysis.outcomes import OutcomeDefinitions, patient_outcomes, roc_auc
+from hcvdyn.solve.grid import DEFAULT_STEPS_PER_DAY
 
 __all__ = ["PatientPrediction", "predict_patient", "EarlyPrediction", "early_prediction", "main"]
 
@@ -36,7 +37,7 @@ class PatientPrediction:
 
 def predict_patient(
     fit, regimens, days: int = 336, n_draws: int = 400, seed: int = 0, level: float = 0.95,
-    defs: OutcomeDefinitions = OutcomeDefinitions(), weight_kg: float = 70.0, steps_per_day: int = 24,
+    defs: OutcomeDefinitions = OutcomeDefinitions(), weight_kg: float = 70.0, steps_per_day: int = DEFAULT_STEPS_PER_DAY,
 ) -> PatientPrediction:
     """Outcomes of a :class:`hcvdyn.estimate.fit.PatientFit` with intervals that carry its parameter uncertainty.
 
@@ -133,7 +134,7 @@ def early_prediction(
     params, _, weights, _ = population.sample(n_patients, rng)
     days = int(round(7 * defs.evr_week))
     taken = {d: np.ones((n_patients, scheduled_doses(regimens, d, days).size), bool) for d in model.pk_drugs}
-    v = simulate_arm_patients(model, params, weights, taken, regimens, days, 24, n_patients)
+    v = simulate_arm_patients(model, params, weights, taken, regimens, days, DEFAULT_STEPS_PER_DAY, n_patients)
     t_all = np.arange(days + 1.0)
     truth = patient_outcomes(t_all, v, defs)["evr"]
     sample_days = np.array([d for d in spec.sample_days if d <= 7 * weeks + 1e-9])

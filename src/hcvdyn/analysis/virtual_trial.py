@@ -15,6 +15,7 @@ import numpy as np
 
 from hcvdyn.analysis.population import Population, load_population
 from hcvdyn.model.trial_design import TrialSpec
+from hcvdyn.solve.grid import DEFAULT_STEPS_PER_DAY
 
 __all__ = [
     "Population",
@@ -23,6 +24,7 @@ __all__ = [
     "VirtualTrial",
     "run_virtual_trial",
     "simulate_arm_patients",
+    "chunk_sizes",
     "compare_arms",
 ]
 
@@ -73,11 +75,18 @@ class VirtualTrial:
         return rows
 
 
+def _resample_rows(rng, n: int, n_boot: int, block_bytes: int = 1 << 26):
+    """Bootstrap index rows, n_boot of n each, drawn in blocks of about 64 MB: the same stream as one
+    (n_boot, n) draw, without holding it (1,000 resamples of 100,000 patients would take 800 MB)."""
+    per_block = max(1, block_bytes // (8 * max(n, 1)))
+    for start in range(0, n_boot, per_block):
+        yield from rng.integers(0, n, size=(min(per_block, n_boot - start), n))
+
+
 def _bootstrap(stat, n: int, rng, n_boot: int, level: float = 0.95):
     if n_boot < 1:
         return (math.nan, math.nan)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    vals = np.array([stat(i) for i in idx])
+    vals = np.array([stat(i) for i in _resample_rows(rng, n, n_boot)])
     a = (1 - level) / 2
     return tuple(float(x) for x in np.nanquantile(vals, [a, 1 - a]))
 
@@ -105,32 +114,60 @@ def _progress(label: str, done: int, total: int, enabled: bool) -> None:
         sys.stderr.flush()
 
 
-def simulate_arm_patients(model, params, weights, taken, regimens, days: int, steps_per_day: int, chunk: int, label="", progress=False, widths=None, states=False):
+def chunk_sizes(n: int, chunk: int, workers: int) -> tuple[int, int]:
+    """(patients per chunk, number of chunks) for ``n`` patients: at most ``chunk`` per chunk, at least one chunk
+    per worker once there are 128 patients for each, and sizes rounded up to a multiple of 64, so that nearby
+    trial sizes share one compiled solver and the padding of the last chunk stays small."""
+    k = max(-(-n // chunk), min(workers, n // 128), 1)
+    size = -(-n // k)
+    size = min(max(chunk, 1), -(-size // 64) * 64)
+    return size, -(-n // size)
+
+
+def simulate_arm_patients(model, params, weights, taken, regimens, days: int, steps_per_day: int, chunk: int, label="", progress=False, widths=None, states=False, target_peak=False):
     """Noise-free daily log10 loads (n, days + 1) for patients given per-patient parameters and doses taken.
 
     states=True returns the daily natural-log states instead, shape (n, 4, days + 1) (ln T, ln I, ln V_I, ln V).
-    Patients are solved in chunks of ``chunk`` (the last one padded), so every call shares one compiled solver.
+    target_peak=True returns (log10 loads, largest T / T0 over the days per patient), without the states.
+    Patients are solved in chunks of at most ``chunk`` (:func:`chunk_sizes`; the last one padded), so calls share
+    compiled solvers and memory beyond the outputs stays bounded; chunks run on one thread per CPU core (the
+    compiled solver releases Python's lock).
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from hcvdyn.solve.grid import grid_schedule, population_solver
 
     n = next(iter(params.values())).size
     solver = population_solver(model, days, steps_per_day)
     sched = grid_schedule(regimens, model.pk_drugs, days, steps_per_day, widths)
-    out = np.empty((n, 4, days + 1))
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        m = sl.stop - sl.start
-        pad = lambda x: np.concatenate([x, np.repeat(x[-1:], chunk - m, axis=0)]) if m < chunk else x  # noqa: E731
-        p = {k: pad(v[sl]) for k, v in params.items()}
-        tk = {d: pad(v[sl]) for d, v in taken.items()}
-        out[sl] = np.transpose(np.asarray(solver(p, sched.index, sched.amounts(pad(weights[sl]), tk))), (2, 1, 0))[:m]
-        _progress(label, sl.stop, n, progress)
-    return out if states else out[:, 3] / np.log(10.0)
+    workers = os.cpu_count() or 1
+    size, n_chunks = chunk_sizes(n, chunk, workers)
+
+    def solve_chunk(start: int):
+        sl = slice(start, min(start + size, n))
+        idx = np.minimum(np.arange(start, start + size), n - 1)  # the last chunk repeats its last patient
+        p = {k: np.asarray(v)[idx] for k, v in params.items()}
+        tk = {d: np.asarray(v)[idx] for d, v in taken.items()}
+        ys = np.asarray(solver(p, sched.index, sched.amounts(np.asarray(weights)[idx], tk)))[:, :, : sl.stop - sl.start]
+        return sl, ys
+
+    out = np.empty((n, 4, days + 1)) if states else np.empty((n, days + 1))
+    peak = np.empty(n)
+    with ThreadPoolExecutor(max_workers=min(workers, n_chunks)) as pool:
+        for sl, ys in pool.map(solve_chunk, range(0, n, size)):  # ys: (days + 1, 4, patients) ln-states
+            if states:
+                out[sl] = np.transpose(ys, (2, 1, 0))
+            else:
+                out[sl] = ys[:, 3].T / np.log(10.0)
+            peak[sl] = np.exp(np.max(ys[:, 0] - ys[:1, 0], axis=0))
+            _progress(label, sl.stop, n, progress)
+    return (out, peak) if target_peak else out
 
 
 def run_virtual_trial(
     population: Population, spec: TrialSpec, n_per_arm: int, seed: int, days: int | None = None,
-    steps_per_day: int = 24, n_boot: int = 1000, chunk: int = 1024, progress: bool = False, defs=None,
+    steps_per_day: int = DEFAULT_STEPS_PER_DAY, n_boot: int = 1000, chunk: int = 1024, progress: bool = False, defs=None,
     arms: Mapping[str, tuple] | None = None, param_overrides: Mapping[str, Mapping[str, float]] | None = None,
     adherence: Mapping[str, float] | None = None, common_patients: bool = False, n_draws: int = 20,
 ) -> VirtualTrial:
@@ -157,7 +194,6 @@ def run_virtual_trial(
         raise ValueError(f"days = {days}: the trial must run to week {defs.evr_week:g} for EVR")
     model = population.model
     arms = dict(spec.arms if arms is None else arms)
-    chunk = min(chunk, n_per_arm)
     from hcvdyn.solve.grid import scheduled_doses
 
     widths = {d: 1 + max(scheduled_doses(r, d, days).size for r in arms.values()) for d in model.pk_drugs}
@@ -175,9 +211,8 @@ def run_virtual_trial(
         noise = pop.sigma_log10 * rng.standard_normal((n_per_arm, 3))
         drng = np.random.default_rng([seed, ai, 2])
         taken = {d: drng.random((n_per_arm, scheduled_doses(regimens, d, days).size)) < adh[:, None] for d in model.pk_drugs}
-        ln_states = simulate_arm_patients(model, params, weights, taken, regimens, days, steps_per_day, chunk, arm, progress, widths, states=True)
-        v = ln_states[:, 3] / math.log(10.0)
-        max_t = np.exp(np.max(ln_states[:, 0] - ln_states[:, 0, :1], axis=1))
+        v, max_t = simulate_arm_patients(model, params, weights, taken, regimens, days, steps_per_day, chunk, arm, progress, widths,
+                                         target_peak=True)
         w_rvr, w_evr = int(round(7 * defs.rvr_week)), int(round(7 * defs.evr_week))
         obs = v[:, [0, w_rvr, w_evr]] + noise
         seen = np.stack([np.ones(n_per_arm, bool), drop_out > w_rvr, drop_out > w_evr], axis=1)
@@ -215,8 +250,6 @@ def compare_arms(vt: VirtualTrial, reference: str, n_boot: int = 1000, seed: int
     """
     ref = vt.arms[reference]
     n = ref.drop.size
-    rng = np.random.default_rng([seed, 99])
-    idx = rng.integers(0, n, size=(n_boot, n))
     a = (1 - level) / 2
     rows = []
     for name, arm in vt.arms.items():
@@ -231,7 +264,7 @@ def compare_arms(vt: VirtualTrial, reference: str, n_boot: int = 1000, seed: int
         row = {"scenario": name, "reference": reference}
         full = np.arange(n)
         for k, f in stats.items():
-            boots = np.array([f(i) for i in idx])
+            boots = np.array([f(i) for i in _resample_rows(np.random.default_rng([seed, 99]), n, n_boot)])  # same rows each time
             row[k] = float(f(full))
             row[f"{k}_lo"], row[f"{k}_hi"] = (float(x) for x in np.quantile(boots, [a, 1 - a]))
         rows.append(row)

@@ -275,23 +275,27 @@ class HCVModel:
 
     def log_rhs(self, y, params, s, eff):
         """Equations (1)-(4) on ln-states given the effects; y has shape (4, ...) and broadcasts over patients."""
+        t_cells, i_cells, vi = jnp.exp(y[0]), jnp.exp(y[1]), jnp.exp(y[2])
+        d_t, d_i, made_vi, made_v = self.linear_rhs(t_cells, i_cells, vi, params, s, eff)
+        return jnp.stack([d_t / t_cells, d_i / i_cells, made_vi / vi - params["c"], made_v * jnp.exp(-y[3]) - params["c"]])
+
+    def linear_rhs(self, t_cells, i_cells, w_i, params, s, eff, frame=1.0):
+        """Equations (1)-(4) for integrators that treat virion clearance exactly (hcvdyn.solve.grid).
+
+        From T, I (cells/mL) and W_I = frame x V_I (IU/mL): (dT/dt, dI/dt, frame x P_I, frame x P), where P_I and
+        P (IU/mL/day) are the production terms of (3) and (4): dV_I/dt = P_I - c V_I, dV/dt = P - c V.
+        frame: the integrating factor exp(c (t - t_n)) of a Lawson step from t_n, or 1.
+        """
         production, infectious, infection = self.combine_effects(eff)
         beta, p = self.infection_rates(params)
-        ln_t, ln_i, ln_vi, ln_v = y[0], y[1], y[2], y[3]
-        beta_vi = infection * beta * jnp.exp(ln_vi)
+        infections = infection * beta * w_i * t_cells / frame
         if self.proliferation:
-            growth = params["r"] * (1.0 - (jnp.exp(ln_t) + jnp.exp(ln_i)) / params["Tmax"])
+            growth = params["r"] * (1.0 - (t_cells + i_cells) / params["Tmax"])
         else:
             growth = 0.0
-        d_ln_t = 0.0 * ln_t if self.constant_target_cells else s * jnp.exp(-ln_t) + growth - params["d"] - beta_vi
-        return jnp.stack(
-            [
-                d_ln_t,
-                beta_vi * jnp.exp(ln_t - ln_i) + growth - params["delta"],
-                infectious * production * p * jnp.exp(ln_i - ln_vi) - params["c"],
-                production * p * jnp.exp(ln_i - ln_v) - params["c"],
-            ]
-        )
+        d_t = 0.0 * t_cells if self.constant_target_cells else s + (growth - params["d"]) * t_cells - infections
+        made = production * p * i_cells * frame
+        return d_t, infections + (growth - params["delta"]) * i_cells, infectious * made, made
 
     def check_steady_state(self, params, where: str = "") -> None:
         """ValueError when the parameters admit no positive, stable pretreatment steady state.

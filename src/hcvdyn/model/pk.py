@@ -124,6 +124,5 @@ def concentration(kind: str, t, dose_times, states, rates, volume):
 def hill(conc, ec50, n):
     """Fractional effect C^n / (C^n + EC50^n) in [0, 1]; exactly 0 (with finite gradients) at C = 0."""
     positive = conc > 0
-    c_safe = jnp.where(positive, conc, ec50)
-    h = jax.nn.sigmoid(n * (jnp.log(c_safe) - jnp.log(ec50)))
+    h = jax.nn.sigmoid(n * (jnp.log(jnp.where(positive, conc, 1.0)) - jnp.log(ec50)))
     return jnp.where(positive, h, 0.0)

@@ -1,5 +1,5 @@
-"""The fixed-grid population solver: thousands of patients in lockstep (Tsit5 steps on a daily grid, exact PK),
-and the dose schedules on that grid.
+"""The fixed-grid population solver: thousands of patients in lockstep (Tsit5 steps on a regular grid with virion
+clearance integrated exactly, exact PK), and the dose schedules on that grid.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from hcvdyn.model.dosing import Regimen, dose_arrays
 from hcvdyn.model.drugs import get_drug
 from hcvdyn.model.hcv import HCVModel
 
-__all__ = ["solve_population", "population_solver", "GridSchedule", "grid_schedule", "grid_doses", "scheduled_doses"]
+__all__ = ["solve_population", "population_solver", "GridSchedule", "grid_schedule", "grid_doses", "scheduled_doses",
+           "DEFAULT_STEPS_PER_DAY"]
 
 
 TSIT5_OFFSETS = np.concatenate([[0.0], np.asarray(diffrax.Tsit5.tableau.c, dtype=float)])
+DEFAULT_STEPS_PER_DAY = 8  # 3 h steps: 7e-3 log10 or better against LSODA over 48 weeks (docs/numerics.md)
 
 
 def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: int, steps_per_day: int):
@@ -29,10 +31,19 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
 
     The whole batch is one ODE state of shape (4, N) stepped by diffrax's Tsit5 on a fixed grid of
     ``steps_per_day`` steps per day (all patients in lockstep: no per-patient step control, so the vector
-    width is the batch). PK is exact: each drug's compartment amounts are propagated analytically from
-    step to step and doses are added to the depot on grid points; the central amount at Tsit5's stage
-    times comes from propagation rows precomputed once per solve, so a stage costs no exponential for PK.
-    Accuracy against the adaptive solver is measured in tests and benchmarks/trial.py.
+    width is the batch). Virion clearance is integrated exactly (an integrating-factor, or Lawson, scheme):
+    within a step from t_n the solver carries (T, I, W_I, W) with W = V exp(c (t - t_n)), so that
+    dW/dt = P exp(c (t - t_n)) with P the production of equation (4) (model.linear_rhs), and V = W exp(-c h)
+    at the step's end. The drug-driven relaxation of ln V (rate c / (1 - phi), hundreds per day when
+    saturating celgosivir wanes before the next dose), which made ln-state steps of 1/24 day unstable, then
+    sets no step size; only the forcing must be resolved. Its sharpest part, the collapse of (1 - phi) within
+    minutes of a dose, is what the first stage of the next step over-weights: the error falls as 1/steps_per_day
+    (docs/numerics.md). No step costs a logarithm or exponential of the state; ln-states are taken once a day.
+    PK is exact: each drug's compartment amounts are propagated analytically from step to step and doses are
+    added to the depot on grid points; the central amount at Tsit5's stage times comes from propagation rows
+    precomputed once per solve. Central concentrations are continuous at doses (every drug is absorbed from a
+    depot), so the first stage of each step is the last one of the step before (first same as last).
+    Accuracy against LSODA and the adaptive solver is measured in tests and benchmarks/trial.py.
 
     params: name -> (N,) arrays (every model parameter). dose_index: drug -> (n_days*steps_per_day,) int
     index into the columns of dose_amounts[drug] (N, K+1), whose last column is zero (no dose that step).
@@ -41,40 +52,41 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
     params = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
     n = next(iter(params.values())).shape[0]
     _, _, s = model.steady_state(params)
-    y0 = model.initial_log_state(params)
+    y0 = jnp.exp(model.initial_log_state(params))
     offsets = jnp.asarray(TSIT5_OFFSETS)
+    growth = jnp.exp(params["c"][None, :] * h * offsets[:, None])  # integrating factor at each stage, (stages, N)
     pk_drugs = [(d, d.pk_kind) for d, m in model.drug_objs if m == "pk"]
-    rates, rows, step_maps = {}, {}, {}
+    rows, step_maps = {}, {}
     for drug, kind in pk_drugs:
         pkp = {k.split("_", 1)[1]: params[k] for k in drug.pk_names}
         r = pk.rate_constants(kind, pkp)
-        ns = pk.N_PK_STATES[kind]
-        eye = jnp.eye(ns)
+        eye = jnp.eye(pk.N_PK_STATES[kind])
+        unit = [e[:, None] * jnp.ones(n) for e in eye]
         vol = params[drug.volume_name]
         # rows[i, j]: concentration at offset i*h from a unit amount in compartment j.
-        rows[drug.name] = jnp.stack(
-            [jnp.stack([pk.propagate(kind, eye[j][:, None] * jnp.ones(n), c * h, r)[1] / vol for j in range(ns)]) for c in TSIT5_OFFSETS]
-        )
-        step_maps[drug.name] = jnp.stack([pk.propagate(kind, eye[j][:, None] * jnp.ones(n), h, r) for j in range(ns)])
-        rates[drug.name] = r
+        rows[drug.name] = jnp.stack([jnp.stack([pk.propagate(kind, u, c * h, r)[1] / vol for u in unit]) for c in TSIT5_OFFSETS])
+        step_maps[drug.name] = jnp.stack([pk.propagate(kind, u, h, r) for u in unit])
 
     def field(t, y, args):
         pk_state, t_start = args
         i = jnp.argmin(jnp.abs((t - t_start) / h - offsets))
         conc = {name: jnp.sum(rows[name][i] * pk_state[name], axis=0) for name in rows}
-        return model.log_rhs(y, params, s, model.effects_from_concentrations(conc, model.constant_on(t, params), params, t))
+        eff = model.effects_from_concentrations(conc, model.constant_on(t, params), params, t)
+        return jnp.stack(model.linear_rhs(y[0], y[1], y[2], params, s, eff, growth[i]))
 
     term = diffrax.ODETerm(field)
     solver = diffrax.Tsit5()
     pk0 = {d.name: jnp.zeros((pk.N_PK_STATES[k], n)) for d, k in pk_drugs}
     amounts = {name: jnp.asarray(a, dtype=jnp.float64) for name, a in dose_amounts.items()}
+    ones = jnp.ones(n)
+    to_next = jnp.stack([ones, ones, 1.0 / growth[-1], 1.0 / growth[-1]])  # frame of t_n -> frame of t_n + h
 
     def one_step(carry, idx):
-        y, pk_state, sstate, t = carry
+        y, pk_state, (first, f1), t = carry
         pk_state = {name: st.at[0].add(amounts[name][:, idx[name]]) for name, st in pk_state.items()}
-        y1, _, _, sstate, _ = solver.step(term, t, t + h, y, (pk_state, t), sstate, made_jump=False)
+        y1, _, _, (first, f1), _ = solver.step(term, t, t + h, y, (pk_state, t), (first, f1), made_jump=False)
         pk_next = {name: jnp.einsum("jsn,jn->sn", step_maps[name], st) for name, st in pk_state.items()}
-        return (y1, pk_next, sstate, t + h), None
+        return (y1 * to_next, pk_next, (first, f1 * to_next), t + h), None
 
     def one_day(carry, idx_day):
         carry, _ = jax.lax.scan(one_step, carry, idx_day, length=steps_per_day)
@@ -83,7 +95,8 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
     sstate = solver.init(term, 0.0, h, y0, (pk0, 0.0))
     idx = {name: jnp.reshape(jnp.asarray(dose_index[name]), (n_days, steps_per_day)) for name in dose_amounts}
     _, ys = jax.lax.scan(one_day, (y0, pk0, sstate, jnp.float64(0.0)), idx, length=n_days)
-    return jnp.concatenate([y0[None], ys])
+    ys = jnp.concatenate([y0[None], ys])
+    return jnp.log(ys)
 
 
 
@@ -91,9 +104,10 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
 def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
     """The jitted :func:`solve_population` for one model and grid, shared by all callers (compiled per batch shape).
 
-    Constant efficacies that stop within the grid (t_end <= n_days) are refused: when a drug of efficacy eps stops,
-    ln V relaxes at rate c / (1 - eps) (124 /day at eps = 0.95), beyond the stability of fixed steps of 1/24 day;
-    the adaptive solver (:func:`hcvdyn.solve.adaptive.simulate_batch`, used by every fit) follows it.
+    Constant efficacies that stop within the grid (t_end <= n_days) are refused: the switch is a jump of the
+    right-hand side that the stages of a fixed step would straddle, and the first stage of the next step is
+    taken from the step before; the adaptive solver (:func:`hcvdyn.solve.adaptive.simulate_batch`, used by
+    every fit) stops at it.
     """
     solve = jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, steps_per_day))
     if not model.constant_drugs:
@@ -103,7 +117,7 @@ def population_solver(model: HCVModel, n_days: int, steps_per_day: int):
         t_end = float(np.min(params["t_end"]))
         if t_end <= n_days:
             raise ValueError(f"population solver ({model.name}): constant efficacies stop at t_end = {t_end:g} days, within "
-                             f"the {n_days}-day grid, whose fixed steps cannot follow the rebound that follows; simulate "
+                             f"the {n_days}-day grid, whose fixed steps do not stop at such a switch; simulate "
                              "such patients with the adaptive solver (hcvdyn.simulate_batch)")
         return solve(params, dose_index, dose_amounts)
 
