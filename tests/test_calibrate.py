@@ -47,3 +47,17 @@ def test_reported_arm_targets_are_validated():
         ArmTarget("x", 4, 1.0, 5)
     with pytest.raises(ValueError, match="day2_se"):
         ArmTarget("x", 4, day2_mean=0.7)
+
+
+def test_a_knob_at_a_bound_is_recognised_on_its_declared_scale():
+    from hcvdyn.analysis.calibrate import at_bound
+    from hcvdyn.model.catalog import get_model
+
+    m = get_model("pkpd3_homeostatic")
+    p = m.params["cel_ec50"]  # log scale, [0.001, 100]: 2e-3 of the range is a factor 1.023
+    assert at_bound(m, "cel_ec50", p.lower) == "lower"
+    assert at_bound(m, "cel_ec50", 1.01 * p.lower) == "lower"  # where Nelder-Mead stops against the bound
+    assert at_bound(m, "cel_ec50", 1.05 * p.lower) is None
+    assert at_bound(m, "cel_ec50", 0.5) is None
+    assert at_bound(m, "cel_ec50", 0.99 * p.upper) == "upper"
+    assert at_bound(m, "delta", 0.033) is None

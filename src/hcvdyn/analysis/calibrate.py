@@ -32,7 +32,7 @@ from hcvdyn.solve.options import NumericalError
 
 __all__ = [
     "FIRST_PHASE", "DOUBLE_NO_CHANGE", "targets_of", "Mechanism", "MECHANISMS", "ArmStats", "arm_statistics",
-    "neg2_log_likelihood", "Calibration", "calibrate", "profile", "laplace_covariance", "with_values",
+    "neg2_log_likelihood", "Calibration", "calibrate", "profile", "laplace_covariance", "with_values", "at_bound", "bound_profile",
     "compare_mechanisms", "MechanismRow", "to_scale", "from_scale",
 ]
 
@@ -222,12 +222,29 @@ def profile(pop, spec, cal: Calibration, knob: str, grid: Sequence[float], targe
     return out
 
 
+def at_bound(model, knob: str, value: float, rel: float = 2e-3) -> str | None:
+    """"lower" or "upper" when ``value`` sits at that bound of the knob's admissible range (within ``rel`` of the
+    range on the knob's declared scale), else None."""
+    p = model.params[knob]
+    lo, hi, x = to_scale([p.lower, p.upper, value], [p.scale] * 3)
+    if x - lo <= rel * (hi - lo):
+        return "lower"
+    if hi - x <= rel * (hi - lo):
+        return "upper"
+    return None
+
+
 def laplace_covariance(pop, spec, cal: Calibration, targets=None, h: float = 0.15, smooth: float = 0.05) -> tuple[list[str], np.ndarray]:
-    """(knob names, covariance of the knobs on their declared scales) = 2 H^-1, H the central-difference Hessian of -2 log L."""
+    """(knob names, covariance of the knobs on their declared scales) = 2 H^-1, H the central-difference Hessian of -2 log L.
+
+    Knobs at a bound of their range are left out (a central difference would leave the range, where the objective
+    is a penalty, and report a spurious curvature): profile them with :func:`bound_profile`.
+    """
     targets = targets_of(spec) if targets is None else tuple(targets)
-    names = [k for k in cal.mechanism.knobs]
+    fixed = {k: cal.values[k] for k in cal.mechanism.knobs if at_bound(pop.model, k, cal.values[k])}
+    names = [k for k in cal.mechanism.knobs if k not in fixed]
     scales = _scales(pop.model, names)
-    f = _objective(pop, spec, cal.mechanism, names, scales, targets, cal.n_per_arm, cal.seed, smooth)
+    f = _objective(pop, spec, cal.mechanism, names, scales, targets, cal.n_per_arm, cal.seed, smooth, fixed)
     x0 = np.asarray(to_scale([cal.values[k] for k in names], scales))
     k = len(x0)
     f0 = f(x0)
@@ -241,9 +258,30 @@ def laplace_covariance(pop, spec, cal: Calibration, targets=None, h: float = 0.1
             fpp, fmm = f(x0 + e[i] + e[j]), f(x0 - e[i] - e[j])
             hess[i, j] = hess[j, i] = (fpp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + fmm) / (2 * h**2)
     w, v = np.linalg.eigh(hess)
-    if np.min(w) <= 0:
+    if k and np.min(w) <= 0:
         raise NumericalError(f"laplace_covariance: the Hessian of -2 log L is not positive definite (eigenvalues {np.round(w, 3)}); the knobs {names} are not all identified; fix one, or use --no-uncertainty")
-    return names, 2.0 * (v / w) @ v.T
+    return names, 2.0 * (v / w) @ v.T if k else np.zeros((0, 0))
+
+
+def bound_profile(pop, spec, cal: Calibration, knob: str, steps: Sequence[float] = (0.5, 1, 2, 3, 4, 6, 8, 9, 10, 11), targets=None,
+                  maxfev: int = 80, level_chi2: float = 3.841) -> list[tuple[float, float]]:
+    """Profile of a knob at a bound of its range: (value, -2 log L) at ``steps`` into the range on its declared scale
+    (for a log-scale knob, factors e^0.5 ... e^11 from the bound), the optimum first; stops at the first point above
+    the optimum by ``level_chi2``. The one-sided interval runs from the bound to where the profile crosses it."""
+    side = at_bound(pop.model, knob, cal.values[knob])
+    if side is None:
+        raise ValueError(f"bound_profile: {knob} = {cal.values[knob]:.4g} is not at a bound of its range")
+    p = pop.model.params[knob]
+    x0 = to_scale([cal.values[knob]], [p.scale])[0]
+    limit = to_scale([p.upper if side == "lower" else p.lower], [p.scale])[0]
+    sign = 1.0 if side == "lower" else -1.0
+    grid = [from_scale([x0 + sign * d], [p.scale])[0] for d in steps if sign * (limit - (x0 + sign * d)) > 0]
+    trace = [(float(cal.values[knob]), cal.neg2ll)]
+    for v in grid:
+        trace += profile(pop, spec, cal, knob, [v], targets, maxfev)
+        if trace[-1][1] - cal.neg2ll >= level_chi2:
+            break
+    return trace
 
 
 START = {"delta": 0.045, "ifn_emax_late": 0.2, "cel_ec50": 0.2, "cel_sigma_max": 0.3, "psi": 1.0}

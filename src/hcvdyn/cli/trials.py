@@ -76,12 +76,17 @@ def cmd_trial(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    """Calibrate the trial's population by likelihood: mechanism comparison, profiles, Laplace covariance."""
+    """Calibrate the trial's population by likelihood: mechanism comparison, profiles, Laplace covariance (knobs
+    at a bound of their range: a one-sided profile and a normal whose 97.5% point is its limit)."""
+    import math
+
     import numpy as np
 
     from hcvdyn.analysis.calibrate import (
         MECHANISMS,
         arm_statistics,
+        at_bound,
+        bound_profile,
         compare_mechanisms,
         laplace_covariance,
         profile,
@@ -115,17 +120,33 @@ def cmd_calibrate(args) -> int:
         stats={a: s.__dict__ for a, s in chosen.stats.items()}, mechanisms=table,
     )
     if not args.no_uncertainty:
-        knobs, cov = laplace_covariance(pop, spec, chosen)
-        se = np.sqrt(np.diag(cov))
-        result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].scale for k in knobs]}
+        interior, cov_in = laplace_covariance(pop, spec, chosen)
+        knobs = list(chosen.mechanism.knobs)
+        cov = np.zeros((len(knobs), len(knobs)))
+        pos = [knobs.index(k) for k in interior]
+        cov[np.ix_(pos, pos)] = cov_in
         traces = {}
-        for k, s_k in zip(knobs, se):
+        for i, k in enumerate(knobs):
             sc = [pop.model.params[k].scale]
             x0 = to_scale([chosen.values[k]], sc)[0]
-            grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]
-            traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.profile_maxfev) + [(chosen.values[k], chosen.neg2ll)])
-            lo, hi = _profile_interval(traces[k], chosen.neg2ll)
-            print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc[0]} scale)")
+            side = at_bound(pop.model, k, chosen.values[k])
+            if side is None:
+                s_k = math.sqrt(cov[i, i])
+                grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]
+                traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.profile_maxfev) + [(chosen.values[k], chosen.neg2ll)])
+                lo, hi = from_scale(_profile_interval([(to_scale([x], sc)[0], y) for x, y in traces[k]], chosen.neg2ll), sc * 2)
+                print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc[0]} scale)")
+                continue
+            traces[k] = sorted(bound_profile(pop, spec, chosen, k, maxfev=args.profile_maxfev))
+            lo, hi = from_scale(_profile_interval([(to_scale([x], sc)[0], y) for x, y in traces[k]], chosen.neg2ll), sc * 2)
+            far = hi if side == "lower" else lo
+            crossed = max(y for _, y in traces[k]) - chosen.neg2ll >= 3.841
+            # a normal on the knob's scale centred at the bound with the profile's limit at its 97.5% point (clipped at the bound)
+            cov[i, i] = ((to_scale([far], sc)[0] - x0) / 1.96) ** 2
+            print(f"  {k} = {chosen.values[k]:.4g}, at its {side} bound: one-sided profile 95% interval [{lo:.4g}, {hi:.4g}]"
+                  + ("" if crossed else f" (-2 log L never rose by 3.84 before {far:.4g}: not identified)")
+                  + f"; SD {math.sqrt(cov[i, i]):.3f} on the {sc[0]} scale")
+        result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].scale for k in knobs]}
         result["profiles"] = {k: [list(p) for p in v] for k, v in traces.items()}
         print("  [calibration] table for the population file:")
         print(f"  knobs = {knobs}")
@@ -144,7 +165,8 @@ def cmd_calibrate(args) -> int:
 
 
 def _profile_interval(trace, best: float, level_chi2: float = 3.841) -> tuple[float, float]:
-    """Where a profile of -2 log L crosses best + 3.84 on each side (linear interpolation; the grid end if never)."""
+    """Where a profile of -2 log L crosses best + 3.84 on each side (linear interpolation, on the knob's declared
+    scale as the caller passes it; the grid end if never)."""
     xs = [x for x, _ in trace]
     ys = [y - best for _, y in trace]
     i0 = min(range(len(ys)), key=lambda i: ys[i])

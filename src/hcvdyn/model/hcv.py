@@ -288,7 +288,7 @@ class HCVModel:
         """
         production, infectious, infection = self.combine_effects(eff)
         beta, p = self.infection_rates(params)
-        infections = infection * beta * w_i * t_cells / frame
+        infections = infection * beta * w_i * t_cells / frame  # one division, last: as w_i / frame, XLA's CPU fusion ran the grid at half speed
         if self.proliferation:
             growth = params["r"] * (1.0 - (t_cells + i_cells) / params["Tmax"])
         else:
