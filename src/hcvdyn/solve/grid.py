@@ -82,11 +82,11 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
     to_next = jnp.stack([ones, ones, 1.0 / growth[-1], 1.0 / growth[-1]])  # frame of t_n -> frame of t_n + h
 
     def one_step(carry, idx):
-        y, pk_state, (first, f1), t = carry
+        y, pk_state, (first, f1), t = carry  # Tsit5's state: (first step?, derivative at the last step's end)
         pk_state = {name: st.at[0].add(amounts[name][:, idx[name]]) for name, st in pk_state.items()}
         y1, _, _, (first, f1), _ = solver.step(term, t, t + h, y, (pk_state, t), (first, f1), made_jump=False)
         pk_next = {name: jnp.einsum("jsn,jn->sn", step_maps[name], st) for name, st in pk_state.items()}
-        return (y1 * to_next, pk_next, (first, f1 * to_next), t + h), None
+        return (y1 * to_next, pk_next, (first, f1 * to_next), t + h), None  # both into the next step's frame
 
     def one_day(carry, idx_day):
         carry, _ = jax.lax.scan(one_step, carry, idx_day, length=steps_per_day)
