@@ -61,3 +61,46 @@ def test_a_knob_at_a_bound_is_recognised_on_its_declared_scale():
     assert at_bound(m, "cel_ec50", 0.5) is None
     assert at_bound(m, "cel_ec50", 0.99 * p.upper) == "upper"
     assert at_bound(m, "delta", 0.033) is None
+
+
+def test_the_bundled_calibration_is_the_optimum_of_its_own_objective():
+    """The population file's delta minimises -2 log L along delta at the calibration's own settings (n 400, seed 7).
+
+    The objective simulates typical values as given: the population's [calibration] covariance (the result of an
+    earlier calibration) must not enter it, or each calibration moves the next one (it did: delta 0.036 instead of 0.033).
+    """
+    from hcvdyn.analysis.calibrate import MECHANISMS, arm_statistics, targets_of
+    from hcvdyn.analysis.population import load_population
+    from hcvdyn.model.trial_design import load_trial
+
+    spec = load_trial("celgosivir_phase2")
+    pop = load_population(spec.population)
+    assert pop.knob_cov is not None  # the case that matters: a population that carries a calibration
+    typical = pop.parameter_set.params()
+    mech = MECHANISMS["infectivity"]
+    base = {**mech.fixed, **{k: typical[k] for k in mech.knobs}}
+
+    def neg2ll(delta):
+        st = arm_statistics(pop, spec, {**base, "delta": delta}, ["triple", "control"], 400, 7)
+        return neg2_log_likelihood(st, targets_of(spec))["total"]
+
+    at = neg2ll(typical["delta"])
+    lower, higher = neg2ll(typical["delta"] / 1.1), neg2ll(typical["delta"] * 1.1)
+    assert at < min(lower, higher), f"-2 log L {lower:.3f}, {at:.3f}, {higher:.3f} at delta / 1.1, delta {typical['delta']:.4g}, delta x 1.1"
+
+
+def test_profile_limits_interpolate_on_the_declared_scale_and_say_when_a_side_never_crosses():
+    from hcvdyn.analysis.calibrate import profile_limits
+
+    # -2 log L = best + ((ln x - ln 0.03) / 0.15)^2 at points 1.1 SE apart: the crossings are ln 0.03 +- 1.96 x 0.15
+    # exactly; between points 1.1 SE apart, linear interpolation finds the chord's crossing, computed here
+    z = np.array([-3.3, -2.2, -1.1, 0.0, 1.1, 2.2])
+    trace = [(0.03 * math.exp(0.15 * zi), 5.0 + zi**2) for zi in z]
+    lo, hi, lo_ok, hi_ok = profile_limits(trace, 5.0, "log")
+    z_cross = 1.1 + (3.841 - 1.21) * 1.1 / (4.84 - 1.21)  # the chord between z = 1.1 and 2.2
+    assert (lo_ok, hi_ok) == (True, True)
+    assert lo == pytest.approx(0.03 * math.exp(-0.15 * z_cross), rel=1e-12)
+    assert hi == pytest.approx(0.03 * math.exp(0.15 * z_cross), rel=1e-12)
+    assert 1.85 < z_cross < 1.96  # the chord of a convex profile crosses early: the interval is about 3% short
+    lo, hi, lo_ok, hi_ok = profile_limits(trace[:5], 5.0, "log")  # the upper side ends at 1.1 SE, below the level
+    assert (lo_ok, hi_ok) == (True, False) and hi == pytest.approx(0.03 * math.exp(0.165), rel=1e-12)

@@ -33,6 +33,7 @@ from hcvdyn.solve.options import NumericalError
 __all__ = [
     "FIRST_PHASE", "DOUBLE_NO_CHANGE", "targets_of", "Mechanism", "MECHANISMS", "ArmStats", "arm_statistics",
     "neg2_log_likelihood", "Calibration", "calibrate", "profile", "laplace_covariance", "with_values", "at_bound", "bound_profile",
+    "interior_profile", "profile_limits",
     "compare_mechanisms", "MechanismRow", "to_scale", "from_scale",
 ]
 
@@ -110,7 +111,7 @@ def arm_statistics(pop, spec, values, arms: Sequence[str], n: int, seed: int, sm
     from hcvdyn.analysis.virtual_trial import run_virtual_trial
 
     vt = run_virtual_trial(with_values(pop, values), spec, n, seed, arms={a: spec.arms[a] for a in arms},
-                           n_boot=0, steps_per_day=steps_per_day, days=int(round(7 * 12)))
+                           n_boot=0, steps_per_day=steps_per_day, days=int(round(7 * 12)), n_draws=0)
     out = {}
     for a, r in vt.arms.items():
         seen = np.isfinite(r.drop)
@@ -282,6 +283,46 @@ def bound_profile(pop, spec, cal: Calibration, knob: str, steps: Sequence[float]
         if trace[-1][1] - cal.neg2ll >= level_chi2:
             break
     return trace
+
+
+def interior_profile(pop, spec, cal: Calibration, knob: str, se: float, steps: Sequence[float] = (1.1, 2.2, 3.3, 4.4, 5.5, 6.6),
+                     targets=None, maxfev: int = 80, level_chi2: float = 3.841) -> list[tuple[float, float]]:
+    """Profile of a knob inside its range, (value, -2 log L) sorted by value: on each side of the optimum it steps
+    ``steps`` x ``se`` on the knob's declared scale (se: its Laplace SE there), warm-started from the previous point,
+    until -2 log L has risen by ``level_chi2`` or the range ends. A profile that is flatter than its Laplace curvature
+    is followed out to where it does cross, so its interval is not cut at a fixed grid's end."""
+    targets = targets_of(spec) if targets is None else tuple(targets)
+    p = pop.model.params[knob]
+    x0 = to_scale([cal.values[knob]], [p.scale])[0]
+    lo, hi = to_scale([p.lower, p.upper], [p.scale] * 2)
+    trace = [(float(cal.values[knob]), cal.neg2ll)]
+    for sign in (-1.0, 1.0):
+        start = {k: cal.values[k] for k in cal.mechanism.knobs if k != knob}
+        for d in steps:
+            x = x0 + sign * d * se
+            if not lo < x < hi:
+                break
+            v = from_scale([x], [p.scale])[0]
+            c = calibrate(pop, spec, cal.mechanism, start, targets, cal.n_per_arm, cal.seed, maxfev=maxfev, fixed_extra={knob: v})
+            start = {k: c.values[k] for k in start}
+            trace.append((float(v), c.neg2ll))
+            if c.neg2ll - cal.neg2ll >= level_chi2:
+                break
+    return sorted(trace)
+
+
+def profile_limits(trace: Sequence[tuple[float, float]], best: float, scale: str, level_chi2: float = 3.841) -> tuple[float, float, bool, bool]:
+    """(lower, upper, lower crossed, upper crossed): where a profile of -2 log L crosses best + level_chi2 on each side
+    of its minimum, interpolated linearly on the knob's declared ``scale``; a side that never crosses gives the
+    trace's end there and False."""
+    xs = list(to_scale([x for x, _ in trace], [scale] * len(trace)))
+    ys = [y - best for _, y in trace]
+    i0 = min(range(len(ys)), key=lambda i: ys[i])
+    cross = lambda i, j: xs[i] + (level_chi2 - ys[i]) * (xs[j] - xs[i]) / (ys[j] - ys[i])  # noqa: E731
+    lo = next((cross(i, i - 1) for i in range(i0, 0, -1) if ys[i - 1] >= level_chi2 > ys[i]), None)
+    hi = next((cross(i, i + 1) for i in range(i0, len(ys) - 1) if ys[i + 1] >= level_chi2 > ys[i]), None)
+    lo_x, hi_x = from_scale([xs[0] if lo is None else lo, xs[-1] if hi is None else hi], [scale] * 2)
+    return float(lo_x), float(hi_x), lo is not None, hi is not None
 
 
 START = {"delta": 0.045, "ifn_emax_late": 0.2, "cel_ec50": 0.2, "cel_sigma_max": 0.3, "psi": 1.0}

@@ -88,12 +88,13 @@ def cmd_calibrate(args) -> int:
         at_bound,
         bound_profile,
         compare_mechanisms,
+        interior_profile,
         laplace_covariance,
-        profile,
+        profile_limits,
         targets_of,
     )
     from hcvdyn.analysis.population import load_population
-    from hcvdyn.model.parameters import from_scale, to_scale
+    from hcvdyn.model.parameters import to_scale
     from hcvdyn.model.trial_design import load_trial
     from hcvdyn.results.writers import rows_csv, write_results
 
@@ -127,25 +128,25 @@ def cmd_calibrate(args) -> int:
         cov[np.ix_(pos, pos)] = cov_in
         traces = {}
         for i, k in enumerate(knobs):
-            sc = [pop.model.params[k].scale]
-            x0 = to_scale([chosen.values[k]], sc)[0]
+            sc = pop.model.params[k].scale
             side = at_bound(pop.model, k, chosen.values[k])
             if side is None:
                 s_k = math.sqrt(cov[i, i])
-                grid = [from_scale([x0 + z * s_k], sc)[0] for z in (-2.2, -1.1, 1.1, 2.2)]
-                traces[k] = sorted(profile(pop, spec, chosen, k, grid, maxfev=args.profile_maxfev) + [(chosen.values[k], chosen.neg2ll)])
-                lo, hi = from_scale(_profile_interval([(to_scale([x], sc)[0], y) for x, y in traces[k]], chosen.neg2ll), sc * 2)
-                print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc[0]} scale)")
+                traces[k] = interior_profile(pop, spec, chosen, k, s_k, maxfev=args.profile_maxfev)
+                lo, hi, lo_ok, hi_ok = profile_limits(traces[k], chosen.neg2ll, sc)
+                open_end = [f"{'lower' if j == 0 else 'upper'} limit not reached" for j, ok in enumerate((lo_ok, hi_ok)) if not ok]
+                print(f"  {k} = {chosen.values[k]:.4g}, profile 95% interval [{lo:.4g}, {hi:.4g}] (Laplace SE {s_k:.3f} on the {sc} scale"
+                      + "".join(f"; {w}" for w in open_end) + ")")
                 continue
             traces[k] = sorted(bound_profile(pop, spec, chosen, k, maxfev=args.profile_maxfev))
-            lo, hi = from_scale(_profile_interval([(to_scale([x], sc)[0], y) for x, y in traces[k]], chosen.neg2ll), sc * 2)
-            far = hi if side == "lower" else lo
-            crossed = max(y for _, y in traces[k]) - chosen.neg2ll >= 3.841
+            lo, hi, lo_ok, hi_ok = profile_limits(traces[k], chosen.neg2ll, sc)
+            far, crossed = (hi, hi_ok) if side == "lower" else (lo, lo_ok)
             # a normal on the knob's scale centred at the bound with the profile's limit at its 97.5% point (clipped at the bound)
-            cov[i, i] = ((to_scale([far], sc)[0] - x0) / 1.96) ** 2
+            x0, x_far = to_scale([chosen.values[k], far], [sc] * 2)
+            cov[i, i] = ((x_far - x0) / 1.96) ** 2
             print(f"  {k} = {chosen.values[k]:.4g}, at its {side} bound: one-sided profile 95% interval [{lo:.4g}, {hi:.4g}]"
                   + ("" if crossed else f" (-2 log L never rose by 3.84 before {far:.4g}: not identified)")
-                  + f"; SD {math.sqrt(cov[i, i]):.3f} on the {sc[0]} scale")
+                  + f"; SD {math.sqrt(cov[i, i]):.3f} on the {sc} scale")
         result["covariance"] = {"knobs": knobs, "matrix": cov.tolist(), "scale": [pop.model.params[k].scale for k in knobs]}
         result["profiles"] = {k: [list(p) for p in v] for k, v in traces.items()}
         print("  [calibration] table for the population file:")
@@ -161,26 +162,6 @@ def cmd_calibrate(args) -> int:
                       for r in table]]))
     print(f"wrote {out}/ (mechanisms.csv, calibration.json)")
     return 0
-
-
-
-def _profile_interval(trace, best: float, level_chi2: float = 3.841) -> tuple[float, float]:
-    """Where a profile of -2 log L crosses best + 3.84 on each side (linear interpolation, on the knob's declared
-    scale as the caller passes it; the grid end if never)."""
-    xs = [x for x, _ in trace]
-    ys = [y - best for _, y in trace]
-    i0 = min(range(len(ys)), key=lambda i: ys[i])
-    lo, hi = xs[0], xs[-1]
-    for i in range(i0, 0, -1):
-        if ys[i - 1] >= level_chi2 > ys[i]:
-            lo = xs[i - 1] + (level_chi2 - ys[i - 1]) * (xs[i] - xs[i - 1]) / (ys[i] - ys[i - 1])
-            break
-    for i in range(i0, len(ys) - 1):
-        if ys[i + 1] >= level_chi2 > ys[i]:
-            hi = xs[i] + (level_chi2 - ys[i]) * (xs[i + 1] - xs[i]) / (ys[i + 1] - ys[i])
-            break
-    return lo, hi
-
 
 
 def cmd_scenario(args) -> int:
