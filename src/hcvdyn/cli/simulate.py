@@ -88,7 +88,6 @@ def cmd_simulate(args) -> int:
     return _simulate_population(args, spec, out)
 
 
-
 def _simulate_population(args, spec, out) -> int:
     """The trial's arms on its virtual population, beside the reported top line (figure, tables, red flags)."""
     from hcvdyn.analysis.comparison import compare_to_reported
