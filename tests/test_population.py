@@ -136,3 +136,32 @@ def test_recovery_study_of_the_population_fit(population_folder):
         se = np.array([r[f"{s['name']}_se"] for r in study.rows])
         assert np.all(np.abs(est - s["true"]) < 4 * se), s["name"]
         assert s["mean"] == pytest.approx(est.mean())
+
+
+def test_wald_rows_use_the_declared_scale_and_the_log_scale_for_standard_deviations():
+    """delta (log scale): exp(ln d -/+ z se); omega and sigma (positive SDs): x exp(-/+ z se / x), never below 0;
+    a covariate shift stays linear. The SE column is on the natural scale (delta's by the delta method)."""
+    from hcvdyn.estimate.covariance import CovarianceStep
+    from hcvdyn.estimate.population_design import OuterValue
+    from hcvdyn.estimate.population_fit import PopulationFit
+    from hcvdyn.model.catalog import get_model
+
+    model = get_model("agi_constant")
+    values = (OuterValue("delta", "typical", "delta", "log", 0.0, -9.0, 3.0),
+              OuterValue("delta_group_b", "covariate", "delta", "linear", 0.0, -5.0, 5.0),
+              OuterValue("omega_delta", "omega", "delta", "linear", 0.4, 1e-3, 5.0),
+              OuterValue("sigma_res", "sigma", "", "linear", 0.2, 1e-3, 5.0))
+    x = {"delta": math.log(0.08), "delta_group_b": 0.9, "omega_delta": 0.05, "sigma_res": 0.2}
+    se = np.array([0.1, 0.3, 0.04, 0.01])
+    cov = CovarianceStep("sandwich", True, "", tuple(x), np.eye(4), np.eye(4), np.diag(se**2), 1.0)
+    fit = PopulationFit("agi_constant", "foce-i", values, x, 0.0, 0.0, 0.0, True, "", cov, (), ("delta",), np.zeros((0, 1)),
+                        np.eye(1), 0.2, {}, {}, 0, 0, np.zeros(4), declared={"delta": model.params["delta"]})
+    rows = {r["name"]: r for r in fit.rows()}
+    z = 1.959963984540054
+    assert (rows["delta"]["lower"], rows["delta"]["upper"]) == pytest.approx((0.08 * math.exp(-z * 0.1), 0.08 * math.exp(z * 0.1)))
+    assert rows["delta"]["se"] == pytest.approx(0.008) and rows["delta"]["scale"] == "log"
+    assert (rows["delta_group_b"]["lower"], rows["delta_group_b"]["upper"]) == pytest.approx((0.9 - z * 0.3, 0.9 + z * 0.3))
+    om = rows["omega_delta"]  # a linear interval would be [-0.028, 0.128]
+    assert om["scale"] == "log" and om["lower"] > 0
+    assert (om["lower"], om["upper"]) == pytest.approx((0.05 * math.exp(-z * 0.8), 0.05 * math.exp(z * 0.8)))
+    assert (rows["sigma_res"]["lower"], rows["sigma_res"]["upper"]) == pytest.approx((0.2 * math.exp(-z * 0.05), 0.2 * math.exp(z * 0.05)))

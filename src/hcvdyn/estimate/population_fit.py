@@ -152,7 +152,12 @@ class PopulationFit:
         return float(self.declared[v.parameter].from_scale(self.x[label])) if v.kind in ("typical", "shared", "per_arm") else self.x[label]
 
     def rows(self, level: float = 0.95) -> list[dict]:
-        """One row per estimated value: estimate, SE, RSE%, Wald interval (on the scale, mapped back)."""
+        """One row per estimated value: estimate, SE, RSE%, Wald interval on the value's scale, mapped back.
+
+        Typical values and drug effects use their parameter's declared scale; omega (the SDs, or the diagonal of
+        Omega's Cholesky factor) and sigma are positive and use the log scale, x exp(-/+ z SE / x), so their
+        intervals stay above 0 and are skewed upwards as the likelihood of an SD is; covariate shifts and
+        Cholesky off-diagonals are linear."""
         from scipy.stats import norm
 
         z = norm.ppf(0.5 + level / 2)
@@ -160,15 +165,19 @@ class PopulationFit:
         for v, se in zip(self.values, self.covariance.stderr):
             x = self.x[v.label]
             mapped = v.kind in ("typical", "shared", "per_arm")
+            positive = v.kind in ("omega", "sigma") and x > 0
             back = (lambda y: float(self.declared[v.parameter].from_scale(y))) if mapped else float
             est = back(x)
             se_nat = abs(back(x + 1e-6) - back(x - 1e-6)) / 2e-6 * se if math.isfinite(se) else math.nan
+            if positive:
+                lower, upper = x * math.exp(-z * se / x), x * math.exp(z * se / x)
+            else:
+                lower, upper = back(x - z * se), back(x + z * se)
             unit = (self.declared[v.parameter].unit if mapped else "log10 IU/mL (residual SD)" if v.kind == "sigma"
                     else "SD of eta (parameter's scale)" if v.kind in ("omega", "cholesky") else "shift (parameter's scale)")
             out.append({"name": v.label, "kind": v.kind, "parameter": v.parameter, "estimate": est, "unit": unit,
-                        "scale": self.declared[v.parameter].scale if mapped else "linear", "se": se_nat,
-                        "rse_percent": 100 * se_nat / abs(est) if est else math.nan,
-                        "lower": back(x - z * se), "upper": back(x + z * se)})
+                        "scale": self.declared[v.parameter].scale if mapped else "log" if positive else "linear", "se": se_nat,
+                        "rse_percent": 100 * se_nat / abs(est) if est else math.nan, "lower": lower, "upper": upper})
         return out
 
 
