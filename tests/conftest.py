@@ -27,6 +27,17 @@ def pytest_configure(config):
     enable_compilation_cache()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``docs`` (the README and tutorials run as written, 14 min) are collected only when ``-m``
+    names them (``python -m pytest -m docs``): not by the default run, ``.ci/run`` or ``-m slow``."""
+    if "docs" in (config.option.markexpr or ""):
+        return
+    docs = [item for item in items if item.get_closest_marker("docs")]
+    if docs:
+        config.hook.pytest_deselected(items=docs)
+        items[:] = [item for item in items if not item.get_closest_marker("docs")]
+
+
 def pytest_unconfigure(config):
     for folder in OWN_CACHE:
         shutil.rmtree(folder, ignore_errors=True)

@@ -289,8 +289,9 @@ def interior_profile(pop, spec, cal: Calibration, knob: str, se: float, steps: S
                      targets=None, maxfev: int = 80, level_chi2: float = 3.841) -> list[tuple[float, float]]:
     """Profile of a knob inside its range, (value, -2 log L) sorted by value: on each side of the optimum it steps
     ``steps`` x ``se`` on the knob's declared scale (se: its Laplace SE there), warm-started from the previous point,
-    until -2 log L has risen by ``level_chi2`` or the range ends. A profile that is flatter than its Laplace curvature
-    is followed out to where it does cross, so its interval is not cut at a fixed grid's end."""
+    until -2 log L has risen by ``level_chi2``, the steps run out, or the range ends (a step beyond it is taken at
+    the bound itself, so a side that never crosses ends at the bound). A profile that is flatter than its Laplace
+    curvature is followed out to where it does cross, so its interval is not cut at a fixed grid's end."""
     targets = targets_of(spec) if targets is None else tuple(targets)
     p = pop.model.params[knob]
     x0 = to_scale([cal.values[knob]], [p.scale])[0]
@@ -300,13 +301,16 @@ def interior_profile(pop, spec, cal: Calibration, knob: str, se: float, steps: S
         start = {k: cal.values[k] for k in cal.mechanism.knobs if k != knob}
         for d in steps:
             x = x0 + sign * d * se
-            if not lo < x < hi:
-                break
-            v = from_scale([x], [p.scale])[0]
+            edge = not lo < x < hi
+            if edge:
+                if sign * (x0 - (lo if sign < 0 else hi)) >= 0:  # already at this side's bound
+                    break
+                x = lo if sign < 0 else hi
+            v = float(np.clip(from_scale([x], [p.scale])[0], p.lower, p.upper))
             c = calibrate(pop, spec, cal.mechanism, start, targets, cal.n_per_arm, cal.seed, maxfev=maxfev, fixed_extra={knob: v})
             start = {k: c.values[k] for k in start}
             trace.append((float(v), c.neg2ll))
-            if c.neg2ll - cal.neg2ll >= level_chi2:
+            if edge or c.neg2ll - cal.neg2ll >= level_chi2:
                 break
     return sorted(trace)
 

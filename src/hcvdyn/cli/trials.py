@@ -141,7 +141,8 @@ def cmd_calibrate(args) -> int:
             traces[k] = sorted(bound_profile(pop, spec, chosen, k, maxfev=args.profile_maxfev))
             lo, hi, lo_ok, hi_ok = profile_limits(traces[k], chosen.neg2ll, sc)
             far, crossed = (hi, hi_ok) if side == "lower" else (lo, lo_ok)
-            # a normal on the knob's scale centred at the bound with the profile's limit at its 97.5% point (clipped at the bound)
+            # a normal on the knob's scale centred at the estimate (at the bound) with the profile's limit at its 97.5%
+            # point; draws beyond the bound are clipped to it
             x0, x_far = to_scale([chosen.values[k], far], [sc] * 2)
             cov[i, i] = ((x_far - x0) / 1.96) ** 2
             print(f"  {k} = {chosen.values[k]:.4g}, at its {side} bound: one-sided profile 95% interval [{lo:.4g}, {hi:.4g}]"

@@ -155,9 +155,12 @@ def check_values(table: ParamTable, values: Mapping[str, float], where: str = ""
 
 
 def to_scale(values, scales) -> list[float]:
-    """Values on the named scales ("log", "logit" or "linear"; a parameter's own is :attr:`Param.scale`)."""
+    """Values on the named scales ("log", "logit" or "linear"; a parameter's own is :attr:`Param.scale`); as
+    :meth:`Param.to_scale`, fractions are kept 1e-12 inside (0, 1), so that the bounds 0 and 1 map to finite values."""
     out = []
     for v, s in zip(values, scales):
+        if s == "logit":
+            v = min(max(v, 1e-12), 1 - 1e-12)
         out.append(math.log(v) if s == "log" else math.log(v / (1 - v)) if s == "logit" else v)
     return out
 
