@@ -313,3 +313,10 @@ def test_calibrate_command_writes_the_mechanism_table(tmp_path, capsys):
     assert set(result["arms"]) == {"triple", "double", "control"}  # the double arm is predicted, not fitted
     assert main(["calibrate", "--mechanism", "no_such", "--out", str(tmp_path / "x")]) == 2
     assert "unknown mechanism 'no_such'" in capsys.readouterr().err
+
+
+def test_population_fit_refuses_an_unknown_profile_name_before_fitting(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["fit", "phase2_population", "--profile", "omega_nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--profile omega_nope: not estimated by" in err and "omega_delta" in err and not out.exists()

@@ -120,18 +120,33 @@ def test_bundled_trial_population_fit(population_folder, capsys):
 
 
 @pytest.mark.slow
-def test_recovery_study_of_the_population_fit(population_folder):
+def test_recovery_study_of_the_population_fit(population_folder, monkeypatch):
     """`hcvdyn sse` on a [population] specification: each replicate is the trial generate_synthetic_trial draws
     with its seed, fitted by FOCE-I; every estimate with a truth is summarized, and coverage is computed from the
     intervals of parameters.csv's kind (the compiled objective is the bundled fit's: same design and shapes)."""
+    from types import SimpleNamespace
+
+    import hcvdyn.estimate.population_profile as pp
     from hcvdyn.estimate.sse import recovery_study
 
+    profiled = []  # a stand-in profile (the real one is tests/test_population_profile.py): [x / 2, 2 x]
+
+    def stand_in(model, data, regimens, design, fit, label, level):
+        profiled.append(label)
+        return SimpleNamespace(interval=(fit.x[label] / 2, 2 * fit.x[label]))
+
+    monkeypatch.setattr(pp, "population_profile_interval", stand_in)
     spec = ROOT / "fits/phase2_population.toml"
-    study = recovery_study(spec, ROOT / "fits/phase2_synthetic_truth.toml", 2, seed=5, compare=False)
+    study = recovery_study(spec, ROOT / "fits/phase2_synthetic_truth.toml", 2, seed=5, compare=False, profile=True)
+    assert profiled == ["omega_log10_V0", "omega_delta"] * 2
+    for r in study.rows:
+        assert r["omega_delta_profile_low"] == r["omega_delta"] / 2
+        assert r["omega_delta_profile_covers"] == (r["omega_delta"] / 2 <= TRUTH["omega_delta"] <= 2 * r["omega_delta"])
     assert study.truth == pytest.approx(TRUTH)
     assert [r["seed"] for r in study.rows] == [5, 6] and all(r["converged"] for r in study.rows), [r["message"] for r in study.rows]
     for s in study.summary:
         assert s["method"] == "foce-i" and s["n_converged"] == 2
+        assert ("profile_coverage" in s) == s["name"].startswith("omega_")
         est = np.array([r[s["name"]] for r in study.rows])
         se = np.array([r[f"{s['name']}_se"] for r in study.rows])
         assert np.all(np.abs(est - s["true"]) < 4 * se), s["name"]
@@ -165,3 +180,6 @@ def test_wald_rows_use_the_declared_scale_and_the_log_scale_for_standard_deviati
     assert om["scale"] == "log" and om["lower"] > 0
     assert (om["lower"], om["upper"]) == pytest.approx((0.05 * math.exp(-z * 0.8), 0.05 * math.exp(z * 0.8)))
     assert (rows["sigma_res"]["lower"], rows["sigma_res"]["upper"]) == pytest.approx((0.2 * math.exp(-z * 0.05), 0.2 * math.exp(z * 0.05)))
+    collapsed = replace(fit, x={**x, "omega_delta": 1e-4})  # an SD collapsed to about 0, SE 400 times it: exp(784) is inf
+    om = {r["name"]: r for r in collapsed.rows()}["omega_delta"]
+    assert om["upper"] == math.inf and 0 <= om["lower"] < 1e-4

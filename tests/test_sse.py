@@ -38,6 +38,10 @@ def test_summarize_counts_only_converged_replicates():
     assert (s["wald_coverage_low"], s["wald_coverage_high"]) == pytest.approx(wilson_interval(2, 3))
     (s,) = summarize([{"replicate": 1, "converged": False, "message": "solve failed"}], {"a": 1.0})
     assert s["n_converged"] == 0 and "mean" not in s
+    # a profile computed in two of the three (NaN where it failed) counts over those two
+    rows[0]["a_profile_covers"], rows[1]["a_profile_covers"], rows[2]["a_profile_covers"] = True, np.nan, False
+    (s,) = summarize(rows, {"a": 1.0})
+    assert s["profile_coverage"] == 0.5 and (s["profile_coverage_low"], s["profile_coverage_high"]) == pytest.approx(wilson_interval(1, 2))
 
 
 @pytest.mark.slow

@@ -64,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit", help="fit a whole trial from a fit specification (fits/NAME.toml)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml\n  hcvdyn fit fits/phase2_synthetic.toml --out results/fit1 --force",
+        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml\n  hcvdyn fit fits/phase2_synthetic.toml --out results/fit1 --force\n"
+               "  hcvdyn fit fits/phase2_population.toml --profile omega_log10_V0,omega_delta",
     )
     p.add_argument("spec", help="fit specification (TOML)")
-    p.add_argument("--profile", metavar="NAMES", help="comma-separated estimated parameters to get profile-likelihood intervals (e.g. eps,rho)")
+    p.add_argument("--profile", metavar="NAMES", help="comma-separated estimated parameters to get profile-likelihood intervals (e.g. eps,rho; "
+                   "for a population specification outer values such as omega_delta, omega_log10_V0, sigma_res)")
     p.add_argument("--out", help="results folder (default results/<spec name>)")
     p.add_argument("--force", action="store_true", help="replace an existing results folder")
     p.set_defaults(func=cmd_fit)
@@ -86,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
     p.add_argument("--n", type=positive_int, default=50, help="replicate trials (default 50, at least 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of the first replicate; replicate i uses seed + i (default 1)")
-    p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals (slower; whole-trial fits)")
+    p.add_argument("--profile", action="store_true", help="also profile-likelihood intervals: of the drug effects (whole-trial fits), of the Omega SDs "
+                   "(population fits; several minutes per replicate)")
     p.add_argument("--no-compare", action="store_true",
                    help="population specifications: do not also fit each replicate by the fixed-effects trial fit")
     p.add_argument("--synergy", action="store_true",

@@ -52,28 +52,38 @@ def cmd_fit(args) -> int:
     return 0
 
 
-
 def _population_fit(args, spec, data, regs, out) -> int:
     """``hcvdyn fit`` of a specification with a ``[population]`` table: FOCE-I or Laplace (docs/population.md)."""
     import numpy as np
 
     from hcvdyn.estimate.population_diagnostics import curve_rows, population_vpc, sample_rows
+    from hcvdyn.estimate.population_design import build_population_problem
     from hcvdyn.estimate.population_fit import fit_population
+    from hcvdyn.estimate.population_profile import population_profile_interval
     from hcvdyn.results.population_tables import individual_rows, population_meta, population_parameter_rows
     from hcvdyn.results.writers import rows_csv, write_results
 
     design = spec.population
     print(f"fitting a population model ({design.method}, random effects on {', '.join(design.fit.individual)}) to {len(data)} "
           f"patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
+    names = [n for n in (args.profile or "").split(",") if n]
+    if names:  # checked before the fit, which takes minutes
+        labels = build_population_problem(spec.model, data, regs, design).labels
+        if unknown := [n for n in names if n not in labels]:
+            raise ValueError(f"--profile {','.join(unknown)}: not estimated by {spec.path}; choose from {', '.join(labels)}")
     fit = fit_population(spec.model, data, regs, design)
-    rows = population_parameter_rows(fit)
+    profiles = {}
+    for label in names:
+        print(f"profiling {label} ...", file=sys.stderr)
+        profiles[label] = population_profile_interval(spec.model, data, regs, design, fit, label)
+    rows = population_parameter_rows(fit, profiles=profiles)
     vpc = population_vpc(fit, data, seed=design.fit.seed)
     last = max(p.t_days[-1] for p in data)
     curves = curve_rows(fit, data, regs, np.linspace(0.0, last, int(4 * last) + 1))
     write_results(out, {"parameters.csv": rows_csv(rows), "individual.csv": rows_csv(individual_rows(fit, data)),
                         "samples.csv": rows_csv(sample_rows(fit, data, seed=design.fit.seed)), "vpc.csv": rows_csv(vpc.rows()),
                         "curves.csv": rows_csv(curves), "observations.csv": rows_csv(data.rows()),
-                        "result.json": population_meta(spec, data, fit, out, design, vpc)},
+                        "result.json": population_meta(spec, data, fit, out, design, vpc, profiles)},
                   force=args.force)
     print(f"wrote {out}/ (parameters.csv, individual.csv, samples.csv, vpc.csv, curves.csv, observations.csv, result.json); "
           f"figures: hcvdyn figures {out}")
@@ -82,7 +92,8 @@ def _population_fit(args, spec, data, regs, out) -> int:
         if r["kind"] in ("variance", "correlation"):
             continue
         unit = "" if r["unit"] in ("1", "linear") else f" {r['unit']}"
-        print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  95% [{r['lower']:.4g}, {r['upper']:.4g}]")
+        prof = f"; profile [{r['profile95_low']:.4g}, {r['profile95_high']:.4g}]" if r["name"] in profiles else ""
+        print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  Wald 95% [{r['lower']:.4g}, {r['upper']:.4g}]{prof}")
     print("  shrinkage: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in fit.shrinkage.items()))
     if not fit.success:
         print(f"hcvdyn: warning: {fit.message}", file=sys.stderr)

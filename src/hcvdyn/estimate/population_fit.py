@@ -169,8 +169,9 @@ class PopulationFit:
             back = (lambda y: float(self.declared[v.parameter].from_scale(y))) if mapped else float
             est = back(x)
             se_nat = abs(back(x + 1e-6) - back(x - 1e-6)) / 2e-6 * se if math.isfinite(se) else math.nan
-            if positive:
-                lower, upper = x * math.exp(-z * se / x), x * math.exp(z * se / x)
+            if positive:  # exp of a huge SE / x (an SD collapsed to its bound) is inf, not an OverflowError
+                with np.errstate(over="ignore"):
+                    lower, upper = (float(x * np.exp(s * z * se / x)) for s in (-1.0, 1.0))
             else:
                 lower, upper = back(x - z * se), back(x + z * se)
             unit = (self.declared[v.parameter].unit if mapped else "log10 IU/mL (residual SD)" if v.kind == "sigma"
@@ -193,13 +194,14 @@ def _starts(problem: PopulationProblem, first: np.ndarray, n: int, seed: int):
         yield np.clip(x, lower + 1e-9 * np.abs(lower), upper - 1e-9 * np.abs(upper))
 
 
-def outer_minimizer(objective: PopulationObjective, values: Sequence[OuterValue], x0):
-    """(lmfit Minimizer of the OFV with its exact gradient, bounds from ``values``; pars -> x)."""
+def outer_minimizer(objective: PopulationObjective, values: Sequence[OuterValue], x0, held=None):
+    """(lmfit Minimizer of the OFV with its exact gradient, bounds from ``values``; pars -> x). held: a boolean
+    mask of values kept at ``x0`` (profile points)."""
     import lmfit
 
     pars = lmfit.Parameters()
-    for v, x in zip(values, x0):
-        pars.add(v.label, value=float(x), min=v.lower, max=v.upper)
+    for k, (v, x) in enumerate(zip(values, x0)):
+        pars.add(v.label, value=float(x), min=v.lower, max=v.upper, vary=held is None or not held[k])
     vec = lambda p: np.array([p[v.label].value for v in values])  # noqa: E731
     return lmfit.Minimizer(lambda p: objective.value(vec(p)), pars, calc_covar=False, nan_policy="propagate"), vec
 
@@ -229,11 +231,12 @@ def _internal_scale(params, values) -> np.ndarray:
     return np.array([params[v.label].scale_gradient(params[v.label].setup_bounds()) for v in values])
 
 
-def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: int):
-    mini, vec = outer_minimizer(objective, values, x0)
-    scale = _internal_scale(mini.params, values)
-    scores = objective.evaluate(x0)[2]
-    out = mini.minimize(method="bfgs", jac=lambda p: objective.gradient(vec(p)).copy(),
+def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: int, held: np.ndarray):
+    mini, vec = outer_minimizer(objective, values, x0, held)
+    free = ~held
+    scale = _internal_scale(mini.params, values)[free]
+    scores = objective.evaluate(x0)[2][:, free]
+    out = mini.minimize(method="bfgs", jac=lambda p: objective.gradient(vec(p))[free].copy(),
                         options={"maxiter": max_iter, "gtol": GRADIENT_TOL / 10,
                                  "hess_inv0": start_inverse_hessian(scores, scale)})
     return out, vec(out.params)
@@ -241,7 +244,7 @@ def _minimize(objective: PopulationObjective, values, x0: np.ndarray, max_iter: 
 
 def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], design: PopulationDesign, *,
                    gradient: str = "exact", start: Mapping[str, float] | None = None, start_eta: np.ndarray | None = None,
-                   covariance: bool = True) -> PopulationFit:
+                   covariance: bool = True, hold: Mapping[str, float] | None = None) -> PopulationFit:
     """Nonlinear mixed-effects fit of ``dataset`` by ``design.method`` ("foce-i" or "laplace"), with
     ``design.fit.n_starts`` seeded starts and a covariance step (``design.covariance``: "sandwich", "R" or "S").
 
@@ -251,21 +254,31 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     :attr:`PopulationFit.x`, for the first start (labels this problem lacks are ignored, so that one fit starts a
     nested one). start_eta: (N, q) conditional modes to start the inner solves from (a nested fit's), so that the
     first OFV is the other fit's and not that of another local mode. covariance: False skips the covariance step
-    (profile points); ``success`` then does not depend on it.
+    (profile points); ``success`` then does not depend on it. hold: outer values by label kept fixed at the value
+    given (a profile point, e.g. ``{"omega_delta": 0.5}``); the covariance step is then skipped.
     """
     t_start = time.perf_counter()
     problem = build_population_problem(model, dataset, regimens_by_arm, design)
+    hold = dict(hold or {})
+    if unknown := sorted(set(hold) - set(problem.labels)):
+        raise ValueError(f"fit_population: hold {unknown}: not an outer value of this problem; known: {', '.join(problem.labels)}")
+    for v in problem.values:
+        if v.label in hold and not v.lower <= hold[v.label] <= v.upper:
+            raise ValueError(f"fit_population: hold {v.label} = {hold[v.label]:g} outside its range [{v.lower:g}, {v.upper:g}]")
+    held = np.array([v.label in hold for v in problem.values])
+    covariance = covariance and not hold
     objective = PopulationObjective(problem.engine, problem.arrays, problem.ids, gradient)
     if start_eta is not None:
         objective.best = (math.inf, np.asarray(start_eta, dtype=float).reshape(objective.best[1].shape))
-    first = np.array([float((start or {}).get(v.label, v.start)) for v in problem.values])
+    first = np.array([float(hold.get(v.label, (start or {}).get(v.label, v.start))) for v in problem.values])
     if not math.isfinite(objective.value(first)):
         raise NumericalError(f"fit_population: no conditional mode at the starting values for patient(s) {list(objective.failed)}; "
                              "check the starting values, or loosen SolverOptions")
     results = []
     for x0 in _starts(problem, first, design.fit.n_starts, design.fit.seed):
+        x0 = np.where(held, first, x0)
         try:
-            out, x = _minimize(objective, problem.values, x0, design.max_iter)
+            out, x = _minimize(objective, problem.values, x0, design.max_iter, held)
         except (ValueError, FloatingPointError) as err:  # a start whose line search left the model's range
             results.append((math.inf, None, None, str(err)))
             continue
@@ -274,20 +287,21 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     ofv, out, x, note = results[best]
     if out is None:
         raise NumericalError(f"fit_population: every start failed ({note})")
-    if not np.all(np.abs(objective.gradient(x) * _internal_scale(out.params, problem.values)) < GRADIENT_TOL):
+    if not np.all(np.abs(objective.gradient(x) * _internal_scale(out.params, problem.values))[~held] < GRADIENT_TOL):
         # BFGS stops on "precision loss" when its Hessian has gone stale near the optimum: one restart from the
         # end point, with the outer-product Hessian there, usually finishes in a few evaluations
         try:
-            out2, x2 = _minimize(objective, problem.values, x, design.max_iter)
+            out2, x2 = _minimize(objective, problem.values, x, design.max_iter, held)
         except (ValueError, FloatingPointError):
             pass
         else:
             if objective.value(x2) <= objective.value(x):
                 out, x, note = out2, x2, f"{out2.message} (restarted once from the end point)"
     ofv, grad, scores, eta = objective.evaluate(x)
-    largest = float(np.max(np.abs(grad * _internal_scale(out.params, problem.values))))
-    at_bound = [v.label for v, xv in zip(problem.values, x) if np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
-                or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper))]
+    largest = float(np.max(np.abs(grad * _internal_scale(out.params, problem.values))[~held], initial=0.0))
+    at_bound = [v.label for v, xv in zip(problem.values, x) if v.label not in hold and (
+                np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
+                or np.isfinite(v.upper) and abs(xv - v.upper) < 1e-6 * max(1, abs(v.upper)))]
     if covariance:
         cov = covariance_step(hessian_from_gradient(objective.gradient, x), scores, problem.labels, design.covariance)
     else:

@@ -56,10 +56,11 @@ def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95
                        empirical_sd=sd, mean_se=float(np.nanmean(se)), se_ratio=float(np.nanmean(se) / sd) if sd > 0 else math.nan)
         for kind in ("wald", "profile"):
             covers = f"{key}_{kind}_covers"
-            if ok and covers in ok[0]:
-                k = int(sum(bool(r[covers]) for r in ok))
-                lo, hi = wilson_interval(k, n, level)
-                row.update({f"{kind}_coverage": k / n, f"{kind}_coverage_low": lo, f"{kind}_coverage_high": hi})
+            seen = [r[covers] for r in ok if isinstance(r.get(covers), (bool, np.bool_))]  # NaN: not computed there
+            if seen:
+                k = int(sum(seen))
+                lo, hi = wilson_interval(k, len(seen), level)
+                row.update({f"{kind}_coverage": k / len(seen), f"{kind}_coverage_low": lo, f"{kind}_coverage_high": hi})
         out.append(row)
     return out
 
@@ -87,7 +88,9 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     (:func:`~hcvdyn.estimate.population_fit.fit_population`); every typical value, group shift, Omega SD, drug
     effect and the residual SD with a true value is summarized (:meth:`SyntheticTruth.population_values`), and with
     ``compare`` each replicate is also fitted by the fixed-effects whole-trial fit of the same specification,
-    whose drug effects are summarized beside (method "trial fit", columns ``trial_fit.NAME``).
+    whose drug effects are summarized beside (method "trial fit", columns ``trial_fit.NAME``). There ``profile``
+    adds profile-likelihood intervals of the Omega SDs (:func:`~hcvdyn.estimate.population_profile.population_profile_interval`;
+    several minutes per replicate); for a whole-trial fit it profiles the drug effects.
 
     Every replicate has the design of the truth file, so compiled functions are reused across replicates. A
     replicate whose simulation or fit fails, or whose fit does not converge, is kept with ``converged = False``
@@ -101,14 +104,12 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
     spec = load_fit_spec(spec_path)
     tr = load_truth(truth_path)
     population = spec.population is not None
-    if population and profile:
-        raise ValueError(f"recovery_study: {spec_path} is a population fit; profile intervals are for the whole-trial fit")
     trial_truth = tr.true_values(spec.design.population_estimates(tuple(tr.arms)))
     if spec.design.estimate_sigma:
         trial_truth["residual_sd"] = tr.sigma
     if not trial_truth:
         raise ValueError(f"recovery_study: {truth_path} gives no true value for the drug effects or residual SD of {spec_path}")
-    profiled = tuple(k for k in trial_truth if k != "residual_sd") if profile else ()
+    profiled = tuple(k for k in trial_truth if k != "residual_sd") if profile and not population else ()
     method = spec.population.method if population else TRIAL_FIT
     truth = None if population else trial_truth
     seeds = tuple(range(seed, seed + n_replicates))
@@ -118,7 +119,7 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
         if error:
             row.update(converged=False, message=error)
         elif population:
-            fit_truth = _population_replicate(spec, data, tr, truth, level, row)
+            fit_truth = _population_replicate(spec, data, tr, truth, level, row, profile)
             truth = truth or fit_truth
             if compare:
                 _trial_replicate(spec, data, trial_truth, (), level, row, COMPARED)
@@ -216,10 +217,12 @@ def _trial_replicate(spec, data, truth: dict, profiled: tuple, level: float, row
             row[f"{key}_profile_covers"] = bool(plo <= true <= phi)
 
 
-def _population_replicate(spec, data, tr, truth: dict | None, level: float, row: dict) -> dict | None:
+def _population_replicate(spec, data, tr, truth: dict | None, level: float, row: dict, profile: bool = False) -> dict | None:
     """Fit one replicate by the population method; estimates (in units for typical values and drug effects),
-    SEs and coverage into ``row``. Returns the true values of the fit's outer values."""
+    SEs and coverage into ``row``, and with ``profile`` the profile intervals' coverage of the Omega SDs. Returns
+    the true values of the fit's outer values."""
     from hcvdyn.estimate.population_fit import fit_population
+    from hcvdyn.estimate.population_profile import population_profile_interval
 
     try:
         fit = fit_population(spec.model, data, spec.regimens_for(data), spec.population)
@@ -234,4 +237,11 @@ def _population_replicate(spec, data, tr, truth: dict | None, level: float, row:
         if r["name"] in truth:
             row.update({r["name"]: r["estimate"], f"{r['name']}_se": r["se"],
                         f"{r['name']}_wald_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
+    for v in (v for v in fit.values if profile and fit.success and v.kind == "omega" and v.label in truth):
+        try:
+            lo, hi = population_profile_interval(spec.model, data, spec.regimens_for(data), spec.population, fit, v.label, level).interval
+        except (RuntimeError, ValueError) as e:  # a failed profile fit: noted, the replicate's other results kept
+            row["message"] = f"{row['message']}; profile of {v.label} failed: {e}"
+            continue
+        row.update({f"{v.label}_profile_low": lo, f"{v.label}_profile_high": hi, f"{v.label}_profile_covers": bool(lo <= truth[v.label] <= hi)})
     return truth

@@ -13,9 +13,10 @@ from hcvdyn.results.provenance import provenance
 __all__ = ["population_parameter_rows", "individual_rows", "population_meta"]
 
 
-def population_parameter_rows(fit, level: float = 0.95) -> list[dict]:
+def population_parameter_rows(fit, level: float = 0.95, profiles=None) -> list[dict]:
     """parameters.csv of a population fit: one row per estimated value, then derived rows (variances and, for a
-    block Omega, correlations of the random effects)."""
+    block Omega, correlations of the random effects). profiles: label -> PopulationProfile, whose interval fills
+    the columns profile95_low/high (NaN for values not profiled); with none given, the columns are left out."""
     rows = [{k: (v if not isinstance(v, float) else float(v)) for k, v in r.items()} for r in fit.rows(level)]
     for j, k in enumerate(fit.random):
         rows.append({"name": f"omega2_{k}", "kind": "variance", "parameter": k, "estimate": float(fit.omega[j, j]),
@@ -26,6 +27,10 @@ def population_parameter_rows(fit, level: float = 0.95) -> list[dict]:
             if fit.omega[j, i] != 0:
                 rows.append({"name": f"corr_{k}_{fit.random[i]}", "kind": "correlation", "parameter": k, "estimate": float(r),
                              "unit": "1", "scale": "linear", "se": math.nan, "rse_percent": math.nan, "lower": math.nan, "upper": math.nan})
+    if profiles:
+        for r in rows:
+            lo, hi = profiles[r["name"]].interval if r["name"] in profiles else (math.nan, math.nan)
+            r.update(profile95_low=float(lo), profile95_high=float(hi))
     return rows
 
 
@@ -40,9 +45,10 @@ def individual_rows(fit, dataset) -> list[dict]:
     return out
 
 
-def population_meta(spec, data, fit, folder, design, vpc=None) -> dict:
+def population_meta(spec, data, fit, folder, design, vpc=None, profiles=None) -> dict:
     """result.json of a population fit of ``spec`` written to ``folder`` (inputs relative to it); with the VPC's
-    settings, and for synthetic data (a ``[report] truth`` file) the true drug effects and residual SD."""
+    settings, profile intervals and their points (``profiles``: label -> PopulationProfile), and for synthetic
+    data (a ``[report] truth`` file) the true drug effects and residual SD."""
     cov = fit.covariance
     counts = {"patients": len(data), "samples": fit.n_obs, "censored": fit.n_censored}
     fd = design.fit
@@ -67,6 +73,9 @@ def population_meta(spec, data, fit, folder, design, vpc=None) -> dict:
                     "matrix": None if cov.covariance is None else np.asarray(cov.covariance).tolist()},
         gradient=np.asarray(fit.gradient).tolist(),
     )
+    if profiles:
+        meta["profiles"] = {k: {"interval": list(p.interval), "level": p.level, "points": [list(q) for q in p.points], "notes": p.notes}
+                            for k, p in profiles.items()}
     if vpc is not None:
         meta["vpc"] = {"lloq_log10": vpc.lloq_log10, "n_replicates": vpc.n_replicates, "seed": vpc.seed, "coverage": vpc.coverage,
                        "redrawn": vpc.redrawn}
