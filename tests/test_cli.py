@@ -320,3 +320,4 @@ def test_population_fit_refuses_an_unknown_profile_name_before_fitting(tmp_path,
     assert main(["fit", "phase2_population", "--profile", "omega_nope", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--profile omega_nope: not estimated by" in err and "omega_delta" in err and not out.exists()
+    assert "fitting" not in err  # refused before the fit starts

@@ -64,13 +64,13 @@ def _population_fit(args, spec, data, regs, out) -> int:
     from hcvdyn.results.writers import rows_csv, write_results
 
     design = spec.population
-    print(f"fitting a population model ({design.method}, random effects on {', '.join(design.fit.individual)}) to {len(data)} "
-          f"patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     names = [n for n in (args.profile or "").split(",") if n]
     if names:  # checked before the fit, which takes minutes
         labels = build_population_problem(spec.model, data, regs, design).labels
         if unknown := [n for n in names if n not in labels]:
             raise ValueError(f"--profile {','.join(unknown)}: not estimated by {spec.path}; choose from {', '.join(labels)}")
+    print(f"fitting a population model ({design.method}, random effects on {', '.join(design.fit.individual)}) to {len(data)} "
+          f"patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     fit = fit_population(spec.model, data, regs, design)
     profiles = {}
     for label in names:
