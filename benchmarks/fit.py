@@ -1,7 +1,7 @@
 """Milliseconds per patient for fitting every patient of the bundled trial: hcvdyn vs lmfit + finite differences + solve_ivp.
 
 Both fit the same model (agi_constant, the arms' drug effects fixed at their true values) to the same data
-(fits/phase2_synthetic.csv, M3 likelihood for censored samples) with the same free parameters per patient
+(fits/tcl_recovery.csv, M3 likelihood for censored samples) with the same free parameters per patient
 (log10_V0, delta, eps). hcvdyn solves one lmfit problem whose residuals and Jacobian blocks for all patients
 come from one jitted, vmapped call (the problem is block-diagonal, so its optimum is every patient's own);
 the reference fits patient by patient with lmfit least_squares, a 2-point finite-difference Jacobian, and
@@ -61,8 +61,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     model = hcvdyn.get_model("agi_constant")
-    data = read_viral_loads(ROOT / "fits/phase2_synthetic.csv")
-    truth = load_toml(ROOT / "fits/phase2_synthetic_truth.toml")
+    data = read_viral_loads(ROOT / "fits/tcl_recovery.csv")
+    truth = load_toml(ROOT / "fits/tcl_recovery_truth.toml")
     start = {"log10_V0": 6.5, "delta": 0.1, "eps": 0.7}
     sigma = float(truth["sigma"])
     by_arm = {a: {**truth.get("fixed", {}), **{k: v for k, v in e.items() if k != "eps"}} for a, e in truth["arms"].items()}

@@ -68,7 +68,7 @@ def main(argv=None):
                     help="BFGS iterations allowed to the finite-difference run (default 60; the exact run needs about 55)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
-    spec = load_fit_spec(hcvdyn.files.find_fit_spec("phase2_synthetic"))
+    spec = load_fit_spec(hcvdyn.files.find_fit_spec("tcl_recovery"))
     data = spec.read_data()
     design = design_of(spec)
     regs = spec.regimens_for(data)

@@ -46,8 +46,8 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="module")
 def bundled():
-    """The bundled synthetic trial's fit specification and data (fits/phase2_synthetic.toml)."""
+    """The bundled synthetic trial's fit specification and data (fits/tcl_recovery.toml)."""
     import hcvdyn
 
-    spec = hcvdyn.load_fit_spec(hcvdyn.files.find_fit_spec("phase2_synthetic"))
+    spec = hcvdyn.load_fit_spec(hcvdyn.files.find_fit_spec("tcl_recovery"))
     return spec, spec.read_data()

@@ -147,14 +147,14 @@ def test_a_numerical_failure_exits_1_with_what_to_try_and_writes_nothing(tmp_pat
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     out = tmp_path_factory.mktemp("fit") / "phase2"
-    assert main(["fit", str(ROOT / "fits/phase2_synthetic.toml"), "--out", str(out), "--profile", "eps"]) == 0
+    assert main(["fit", str(ROOT / "fits/tcl_recovery.toml"), "--out", str(out), "--profile", "eps"]) == 0
     return out
 
 
 def test_fit_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "--help"])
-    assert e.value.code == 0 and "fits/phase2_synthetic.toml" in capsys.readouterr().out
+    assert e.value.code == 0 and "fits/tcl_recovery.toml" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -162,7 +162,7 @@ def test_fit_writes_parameters_result_and_curves(fitted):
     assert sorted(p.name for p in fitted.iterdir()) == ["curves.csv", "observations.csv", "parameters.csv", "result.json"]
     meta = json.loads((fitted / "result.json").read_text())
     assert meta["converged"] is True and meta["model"] == "agi_constant" and meta["inputs"]["data"]["patients"] == 57
-    assert meta["inputs"]["data"]["sha256"] == file_sha256(str(ROOT / "fits/phase2_synthetic.csv"))
+    assert meta["inputs"]["data"]["sha256"] == file_sha256(str(ROOT / "fits/tcl_recovery.csv"))
     rows = {r["name"]: r for r in csv.DictReader(open(fitted / "parameters.csv"))}
     assert {"eps", "rho", "phi", "delta__S001", "log10_V0__S057"} <= set(rows)
     for name, r in rows.items():
@@ -232,7 +232,7 @@ def test_a_moved_fit_folder_still_draws_its_figures_and_finds_its_inputs(fitted,
     assert (moved / "figures" / "patient_fits.png").stat().st_size > 5000
     meta = json.loads((moved / "result.json").read_text())
     assert not Path(meta["inputs"]["data"]["path"]).is_absolute()
-    assert input_path(fitted, meta, "data") == (ROOT / "fits" / "phase2_synthetic.csv").resolve()
+    assert input_path(fitted, meta, "data") == (ROOT / "fits" / "tcl_recovery.csv").resolve()
     with pytest.raises(FileNotFoundError, match="input 'data' recorded at"):
         input_path(moved, meta, "data")  # moved without its inputs: said plainly
 
@@ -251,8 +251,8 @@ def test_figures_command_bad_input_is_one_line(tmp_path, capsys):
 
 def test_report_command_bad_input_is_one_line(tmp_path, capsys):
     spec = tmp_path / "f.toml"
-    text = (ROOT / "fits/phase2_synthetic.toml").read_text().replace('pk_trial = "celgosivir_phase2"', 'pk_trial = "no_such_trial"')
-    spec.write_text(text.replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"'))
+    text = (ROOT / "fits/tcl_recovery.toml").read_text().replace('pk_trial = "celgosivir_phase2"', 'pk_trial = "no_such_trial"')
+    spec.write_text(text.replace('data = "tcl_recovery.csv"', f'data = "{ROOT / "fits/tcl_recovery.csv"}"'))
     assert main(["report", str(spec), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"hcvdyn: error: {spec}: [report] pk_trial: no file 'no_such_trial'") and "\n" not in err
@@ -317,7 +317,7 @@ def test_calibrate_command_writes_the_mechanism_table(tmp_path, capsys):
 
 def test_population_fit_refuses_an_unknown_profile_name_before_fitting(tmp_path, capsys):
     out = tmp_path / "p"
-    assert main(["fit", "phase2_population", "--profile", "omega_nope", "--out", str(out)]) == 2
+    assert main(["fit", "tcl_recovery_population", "--profile", "omega_nope", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--profile omega_nope: not estimated by" in err and "omega_delta" in err and not out.exists()
     assert "fitting" not in err  # refused before the fit starts

@@ -13,7 +13,7 @@ from hcvdyn.estimate.data import read_viral_loads
 from hcvdyn.estimate.layouts import MAX_LOG10_VL
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG = (ROOT / "fits/phase2_synthetic.csv").read_text().splitlines()
+LONG = (ROOT / "fits/tcl_recovery.csv").read_text().splitlines()
 HEADER = next(i for i, line in enumerate(LONG) if not line.startswith("#"))
 
 

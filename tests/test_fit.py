@@ -373,17 +373,17 @@ from hcvdyn.estimate.fitspec import load_fit_spec
 from hcvdyn.files import load_toml
 from hcvdyn.estimate.synthetic import generate_synthetic_trial
 
-SPEC = str(ROOT / "fits/phase2_synthetic.toml")
-TRUTH_FILE = str(ROOT / "fits/phase2_synthetic_truth.toml")
+SPEC = str(ROOT / "fits/tcl_recovery.toml")
+TRUTH_FILE = str(ROOT / "fits/tcl_recovery_truth.toml")
 
 
 def test_bundled_data_is_reproducible_from_its_truth_file(tmp_path):
     regenerated = generate_synthetic_trial(TRUTH_FILE, tmp_path / "d.csv")
-    bundled = open(str(ROOT / "fits/phase2_synthetic.csv")).read()
+    bundled = open(str(ROOT / "fits/tcl_recovery.csv")).read()
     data_rows = lambda text: [ln for ln in text.splitlines() if not ln.startswith("#")]  # noqa: E731
     assert data_rows(regenerated) == data_rows(bundled)
     assert bundled.startswith("# SYNTHETIC DATA")
-    ds = read_viral_loads(str(ROOT / "fits/phase2_synthetic.csv"))
+    ds = read_viral_loads(str(ROOT / "fits/tcl_recovery.csv"))
     groups = [p.group for p in ds]
     assert len(ds) == 57 and groups.count("nonresponder") == 36 and groups.count("partial_responder") == 21
     assert sorted(ds.arms) == ["control", "double", "triple"]
@@ -510,6 +510,37 @@ def test_trial_problem_takes_each_patients_treatment_end():
     np.testing.assert_array_equal(problem.fixed["t_end"], [28.0, AGI.params["t_end"].default])
     assert np.max(np.abs(problem.residual(problem.parameters()))) < 1e-6  # at the truth, relapse included
     assert problem.patient_params(problem.parameters())["a"]["t_end"] == 28.0
+
+
+def test_arm_params_fix_an_effect_that_differs_between_arms():
+    """A drug effect taken from the literature (fixed) is given in the arms that receive the drug and 0 in the
+    others; at the generating values the residuals vanish, and the fit's per-patient values show the arm's."""
+    truth = {"log10_V0": 6.4, "delta": 0.2}
+    pats = [PatientData(arm, arm, DAYS, hcvdyn.simulate(AGI, {**truth, **ARM_EFFECTS[arm]}, t_obs=DAYS).log10_vl,
+                        np.zeros(DAYS.size, bool), np.full(DAYS.size, LLOQ)) for arm in ARM_EFFECTS]
+    design = FitDesign(individual=("log10_V0", "delta"), shared=("eps",), params={**truth, "eps": 0.9, "rho": 0.4, "phi": 0.0},
+                       arm_params={"triple": {"phi": 0.5}})
+    problem = build_trial_problem(AGI, Dataset(tuple(pats)), {"triple": (), "control": ()}, design)
+    np.testing.assert_array_equal(problem.fixed["phi"], [0.5, 0.0])
+    assert np.max(np.abs(problem.residual(problem.parameters()))) < 1e-6
+    assert [problem.patient_params(problem.parameters())[a]["phi"] for a in ARM_EFFECTS] == [0.5, 0.0]
+    # without the arm's value both patients get phi = 0 and the triple patient's curve misses its data
+    plain = build_trial_problem(AGI, Dataset(tuple(pats)), {"triple": (), "control": ()}, replace(design, arm_params={}))
+    assert np.max(np.abs(plain.residual(plain.parameters()))) > 0.1
+
+
+@pytest.mark.parametrize(
+    "arm_params,match",
+    [
+        ({"triple": {"eps": 0.5}}, r"arm_params 'triple' fixes \['eps'\], which the fit estimates"),
+        ({"double": {"phi": 0.5}}, r"arm_params names arm\(s\) \['double'\] not in the data"),
+        ({"triple": {"phi": 1.5}}, r"arm_params 'triple': parameter 'phi' = 1.5 outside its admissible range"),
+        ({"triple": {"nope": 1.0}}, r"arm_params 'triple'.*nope"),
+    ],
+)
+def test_bad_arm_params_are_refused(trial_data, arm_params, match):
+    with pytest.raises(ValueError, match=match):
+        fit_trial(AGI, trial_data, {"triple": (), "control": ()}, individual=("delta",), shared=("eps",), arm_params=arm_params)
 
 
 @pytest.mark.parametrize(

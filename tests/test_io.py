@@ -137,6 +137,9 @@ eps = ["a"]
         ("[dose_cmt]\n1 = 'ribavirin'", r"\[dose_cmt\] 1: model agi_constant has no PK-mode drug 'ribavirin'"),
         ("[dose_cmt]\n1 = 'aspirin'", r"\[dose_cmt\] 1: .*aspirin"),
         ("[dose_cmt]\nx = 'ribavirin'", r"\[dose_cmt\] write compartment number"),
+        ("[arms.a]\nrho = 1.5", r"\[arms.a\]: parameter 'rho' = 1.5 outside"),
+        ("[arms.a]\neps = 0.5", r"arm_params 'a' fixes \['eps'\], which the fit estimates"),
+        ("[arms]\na = 0.5", r"\[arms.a\] must be a table of parameter values"),
     ],
 )
 def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
@@ -152,7 +155,7 @@ def test_bad_fit_specs_name_file_and_key(tmp_path, extra, match):
 def test_bundled_fit_spec_loads():
     from hcvdyn.estimate.fitspec import load_fit_spec
 
-    spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/phase2_synthetic.toml")
+    spec = load_fit_spec(Path(__file__).resolve().parents[1] / "fits/tcl_recovery.toml")
     assert spec.design.shared == {"eps": ("triple", "double", "control"), "rho": ("triple", "control"), "phi": ("triple", "double")}
     assert spec.design.bounds == {"delta": (1e-3, 2.0)} and spec.design.sigma == 0.2
 

@@ -42,7 +42,7 @@ def test_the_wheel_installs_and_runs_the_main_job_models_and_a_fit_from_any_fold
     summary = (work / "results" / "celgosivir_phase2" / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("arm,virtual_mean_drop") and len(summary) == 4
 
-    fit = run(str(hcvdyn), "fit", "phase2_synthetic", "--out", "results/fit")
+    fit = run(str(hcvdyn), "fit", "tcl_recovery", "--out", "results/fit")
     assert fit.returncode == 0, fit.stderr
     result = json.loads((work / "results" / "fit" / "result.json").read_text())
     assert result["converged"] and abs(result["estimates"]["eps"]["value"] - 0.85) < 0.05

@@ -1,5 +1,5 @@
 """Population fits of the HCV models: the design and its checks, the problem's mapping of patients to their arms'
-effects, and the bundled trial fitted end to end by `hcvdyn fit fits/phase2_population.toml`."""
+effects, and the bundled trial fitted end to end by `hcvdyn fit fits/tcl_recovery_population.toml`."""
 
 import math
 from dataclasses import replace
@@ -69,15 +69,15 @@ def test_truth_of_population_values(bundled):
 
 @pytest.fixture(scope="module")
 def population_folder(tmp_path_factory):
-    """``hcvdyn fit fits/phase2_population.toml``: FOCE-I of the bundled trial as its specification declares it."""
+    """``hcvdyn fit fits/tcl_recovery_population.toml``: FOCE-I of the bundled trial as its specification declares it."""
     from hcvdyn.cli import main
 
     out = tmp_path_factory.mktemp("population") / "fit"
-    assert main(["fit", "phase2_population", "--out", str(out)]) == 0
+    assert main(["fit", "tcl_recovery_population", "--out", str(out)]) == 0
     return out
 
 
-TRUTH = {  # fits/phase2_synthetic_truth.toml: the nonresponder group is the reference category
+TRUTH = {  # fits/tcl_recovery_truth.toml: the nonresponder group is the reference category
     "log10_V0": 6.6, "delta": 0.08, "eps": 0.85, "rho": 0.4, "phi": 0.5, "log10_V0_group_partial_responder": 6.3 - 6.6,
     "delta_group_partial_responder": math.log(0.2 / 0.08), "omega_log10_V0": 0.35, "omega_delta": 0.4, "sigma_res": 0.2,
 }
@@ -136,8 +136,8 @@ def test_recovery_study_of_the_population_fit(population_folder, monkeypatch):
         return SimpleNamespace(interval=(fit.x[label] / 2, 2 * fit.x[label]))
 
     monkeypatch.setattr(pp, "population_profile_interval", stand_in)
-    spec = ROOT / "fits/phase2_population.toml"
-    study = recovery_study(spec, ROOT / "fits/phase2_synthetic_truth.toml", 2, seed=5, compare=False, profile=True)
+    spec = ROOT / "fits/tcl_recovery_population.toml"
+    study = recovery_study(spec, ROOT / "fits/tcl_recovery_truth.toml", 2, seed=5, compare=False, profile=True)
     assert profiled == ["omega_log10_V0", "omega_delta"] * 2
     for r in study.rows:
         assert r["omega_delta_profile_low"] == r["omega_delta"] / 2

@@ -123,7 +123,7 @@ def test_sse_synergy_chunks_combine(tmp_path, capsys):
     from hcvdyn.results.writers import rows_csv, write_results
 
     root = Path(__file__).resolve().parents[1]
-    spec, truth = root / "fits/phase2_population.toml", root / "fits/phase2_synthetic_truth.toml"
+    spec, truth = root / "fits/tcl_recovery_population.toml", root / "fits/tcl_recovery_truth.toml"
 
     def chunk(folder, seeds, synergy=True):
         rows = [{"replicate": i + 1, "seed": s, "foce-i.psi": 0.1 * s, "foce-i.rejects": s == 4, "foce-i.covers_truth": s != 4,

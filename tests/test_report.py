@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "phase2"
-    argv = ["report", str(ROOT / "fits/phase2_synthetic.toml"), "--n-vpc", "30", "--n-virtual", "100", "--profile-points", "5", "--out", str(out), "--no-progress"]
+    argv = ["report", str(ROOT / "fits/tcl_recovery.toml"), "--n-vpc", "30", "--n-virtual", "100", "--profile-points", "5", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     return out
 
@@ -72,7 +72,7 @@ def test_report_outcomes_follow_the_data(report):
     """Observed rates in arms.csv recomputed here from the data file; VPC percentiles from the data."""
     from hcvdyn.estimate.data import read_viral_loads
 
-    data = read_viral_loads(ROOT / "fits/phase2_synthetic.csv")
+    data = read_viral_loads(ROOT / "fits/tcl_recovery.csv")
     arms = {r["arm"]: r for r in read_csv(report / "arms.csv")}
     for arm in data.arms:
         pats = [p for p in data if p.arm == arm and np.any(np.isclose(p.t_days, 84))]

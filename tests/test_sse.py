@@ -11,8 +11,8 @@ from hcvdyn.cli import main
 from hcvdyn.estimate.sse import summarize, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "fits/phase2_synthetic.toml"
-TRUTH = ROOT / "fits/phase2_synthetic_truth.toml"
+SPEC = ROOT / "fits/tcl_recovery.toml"
+TRUTH = ROOT / "fits/tcl_recovery_truth.toml"
 
 
 def test_wilson_interval_matches_published_values():
@@ -50,8 +50,8 @@ def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
     each other, a replicate's data are those of generate_synthetic_trial with its seed, and every estimate
     lies within 4 SE of its truth."""
     spec_file = tmp_path / "spec.toml"
-    text = SPEC.read_text().replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"')
-    text = text.replace('truth = "phase2_synthetic_truth.toml"', f'truth = "{TRUTH}"')
+    text = SPEC.read_text().replace('data = "tcl_recovery.csv"', f'data = "{ROOT / "fits/tcl_recovery.csv"}"')
+    text = text.replace('truth = "tcl_recovery_truth.toml"', f'truth = "{TRUTH}"')
     spec_file.write_text(text.replace("[options]\n", "[options]\nestimate_residual_sd = true\n"))
     out = tmp_path / "sse"
     assert main(["sse", str(spec_file), "--n", "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
@@ -87,8 +87,8 @@ def test_sse_command_refits_reproducible_replicates(tmp_path, capsys):
 
 def test_sse_command_bad_input_is_one_line(tmp_path, capsys):
     spec = tmp_path / "s.toml"
-    text = SPEC.read_text().replace('truth = "phase2_synthetic_truth.toml"', "")
-    spec.write_text(text.replace('data = "phase2_synthetic.csv"', f'data = "{ROOT / "fits/phase2_synthetic.csv"}"'))
+    text = SPEC.read_text().replace('truth = "tcl_recovery_truth.toml"', "")
+    spec.write_text(text.replace('data = "tcl_recovery.csv"', f'data = "{ROOT / "fits/tcl_recovery.csv"}"'))
     assert main(["sse", str(spec), "--n", "3", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no truth file" in err and str(spec) in err

@@ -72,7 +72,7 @@ def test_synergy_recovered_from_a_synthetic_trial(tmp_path):
     from hcvdyn.estimate.data import read_viral_loads
     from hcvdyn.estimate.synthetic import generate_synthetic_trial
 
-    truth = (FITS / "phase2_synthetic_truth.toml").read_text().replace("t0 = 0.35", "t0 = 0.35\npsi = 3.0", 1)
+    truth = (FITS / "tcl_recovery_truth.toml").read_text().replace("t0 = 0.35", "t0 = 0.35\npsi = 3.0", 1)
     truth = truth.replace("n = 36", "n = 60").replace("seed = 20261125", "seed = 11")
     (tmp_path / "truth.toml").write_text(truth)
     generate_synthetic_trial(tmp_path / "truth.toml", tmp_path / "data.csv")

@@ -108,7 +108,7 @@ def compare_to_reported(spec, population, n_per_arm: int = 2000, seed: int = 202
 def average_effects(spec, days: float | None = None, points_per_day: int = 24) -> dict[str, dict[str, float]]:
     """Per arm, each drug effect of the typical patient averaged over the course (constant-efficacy equivalents).
 
-    The synthetic trial (fits/phase2_synthetic_truth.toml) takes its constant efficacies from here.
+    The synthetic trial (fits/tcl_recovery_truth.toml) takes its constant efficacies from here.
     """
     from hcvdyn.solve.adaptive import exposure
 

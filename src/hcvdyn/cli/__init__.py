@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit", help="fit a whole trial from a fit specification (fits/NAME.toml)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml\n  hcvdyn fit fits/phase2_synthetic.toml --out results/fit1 --force\n"
-               "  hcvdyn fit fits/phase2_population.toml --profile omega_log10_V0,omega_delta",
+        epilog="examples:\n  hcvdyn fit fits/tcl_recovery.toml\n  hcvdyn fit fits/tcl_recovery.toml --out results/fit1 --force\n"
+               "  hcvdyn fit fits/tcl_recovery_population.toml --profile omega_log10_V0,omega_delta",
     )
     p.add_argument("spec", help="fit specification (TOML)")
     p.add_argument("--profile", metavar="NAMES", help="comma-separated estimated parameters to get profile-likelihood intervals (e.g. eps,rho; "
@@ -77,12 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sse", help="stochastic simulation and estimation: refit replicate synthetic trials, report bias and coverage",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  hcvdyn sse fits/phase2_synthetic.toml --n 50\n"
-        "  hcvdyn sse fits/phase2_synthetic.toml --n 20 --seed 100 --profile --out results/sse20 --force\n"
-        "  hcvdyn sse fits/phase2_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it\n"
-        "  hcvdyn sse fits/phase2_population.toml --n 25 --seed 26 --out results/sse_26   # one chunk of a long study\n"
-        "  hcvdyn sse fits/phase2_population.toml --combine results/sse_1 results/sse_26 --out results/sse_50\n"
-        "  hcvdyn sse fits/phase2_population.toml --synergy --n 100   # size of the synergy test (truth psi = 0)",
+        epilog="examples:\n  hcvdyn sse fits/tcl_recovery.toml --n 50\n"
+        "  hcvdyn sse fits/tcl_recovery.toml --n 20 --seed 100 --profile --out results/sse20 --force\n"
+        "  hcvdyn sse fits/tcl_recovery_population.toml --n 100   # FOCE-I, with the fixed-effects trial fit beside it\n"
+        "  hcvdyn sse fits/tcl_recovery_population.toml --n 25 --seed 26 --out results/sse_26   # one chunk of a long study\n"
+        "  hcvdyn sse fits/tcl_recovery_population.toml --combine results/sse_1 results/sse_26 --out results/sse_50\n"
+        "  hcvdyn sse fits/tcl_recovery_population.toml --synergy --n 100   # size of the synergy test (truth psi = 0)",
     )
     p.add_argument("spec", help="fit specification (TOML); its [report] truth file simulates the replicates unless --truth")
     p.add_argument("--truth", help="synthetic-data truth file (default: the spec's [report] truth)")
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "figures", help="redraw the figures of a fit or report results folder into FOLDER/figures",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  hcvdyn fit fits/phase2_synthetic.toml --profile eps,rho,phi && hcvdyn figures results/phase2_synthetic\n"
-        "  hcvdyn figures results/report_phase2_synthetic --formats pdf",
+        epilog="examples:\n  hcvdyn fit fits/tcl_recovery.toml --profile eps,rho,phi && hcvdyn figures results/tcl_recovery\n"
+        "  hcvdyn figures results/report_tcl_recovery --formats pdf",
     )
     p.add_argument("folder", help="results folder written by hcvdyn fit or hcvdyn report")
     p.add_argument("--formats", default="pdf,svg,png", help="comma-separated: pdf, svg, png (300 dpi); default all three")
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="fit, diagnose (VPC), test synergy, predict outcomes, run what-ifs: figures and a Markdown report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  hcvdyn report fits/phase2_synthetic.toml\n"
-        "  hcvdyn report fits/phase2_synthetic.toml --n-vpc 50 --n-virtual 200 --out results/quick --force",
+        epilog="examples:\n  hcvdyn report fits/tcl_recovery.toml\n"
+        "  hcvdyn report fits/tcl_recovery.toml --n-vpc 50 --n-virtual 200 --out results/quick --force",
     )
     p.add_argument("spec", help="fit specification (fits/NAME.toml); its [report] table names the PK trial, scenarios, truth")
     p.add_argument("--n-vpc", type=positive_int, default=200, help="replicate trials of the visual predictive check (default 200)")

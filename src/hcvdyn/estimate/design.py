@@ -83,6 +83,9 @@ class FitDesign:
     outside: value of a shared or per-arm parameter in the arms where it is not estimated; default 0 for the
         constant-mode drug effects (eps, eta, rho, phi, sigma: a drug not given has no effect), else its start.
     bounds: name -> (lower, upper) narrowing the declared admissible range of a free parameter.
+    arm_params: arm -> {name: value}, fixed values that differ between arms (e.g. ribavirin's rho from the
+        literature in the arms that receive it, 0 in the other); they override ``params`` in those arms and may not
+        be estimated.
     max_nfev: evaluations per least-squares run. n_starts, seed: starts of the multi-start fit (the first at
         ``params``, the others with the shared and per-arm values drawn in their bounds, seeded).
     """
@@ -97,6 +100,7 @@ class FitDesign:
     options: SolverOptions = SolverOptions(atol=1e-7)
     outside: Mapping[str, float] = field(default_factory=dict)
     bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    arm_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     max_nfev: int = 200
     n_starts: int = 1
     seed: int = 0
@@ -109,10 +113,14 @@ class FitDesign:
         put("params", dict(self.params or {}))
         put("outside", dict(self.outside or {}))
         put("bounds", {k: _bound_pair(k, b) for k, b in (self.bounds or {}).items()})
+        put("arm_params", {str(a): {str(k): float(v) for k, v in dict(vals).items()} for a, vals in (self.arm_params or {}).items()})
         free = self.free
         dup = {k for k in free if free.count(k) > 1}
         if dup:
             raise ValueError(f"FitDesign: parameter(s) {sorted(dup)} listed in more than one of individual/shared/per_arm")
+        for a, vals in self.arm_params.items():
+            if both := sorted(set(vals) & set(free)):
+                raise ValueError(f"FitDesign: arm_params {a!r} fixes {both}, which the fit estimates")
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ValueError(f"FitDesign: sigma = {self.sigma} must be a positive number (log10 IU/mL)")
         for k, least in (("n_starts", 1), ("max_nfev", 1), ("seed", 0)):
@@ -133,6 +141,10 @@ class FitDesign:
         """Every parameter of ``model``: ``params`` over its defaults."""
         return model.defaults(**self.params)
 
+    def arm_values(self, model: HCVModel, arm: str) -> dict[str, float]:
+        """Every parameter of ``model`` in ``arm``: :meth:`start_values` with the arm's ``arm_params`` over them."""
+        return self.start_values(model) | dict(self.arm_params.get(arm, {}))
+
     def check(self, model: HCVModel, arms: Sequence[str], where: str = "fit_trial") -> FitDesign:
         """This design checked against ``model`` and the data's ``arms`` (names, arms, values, bounds, steady
         state), with the arms of every shared and per-arm parameter made explicit."""
@@ -142,6 +154,11 @@ class FitDesign:
                 unknown = [a for a in in_arms or () if a not in arms]
                 if unknown:
                     raise ValueError(f"{where}: {what} {k!r} names arm(s) {unknown} not in the data (arms: {list(arms)})")
+        if unknown := sorted(set(self.arm_params) - set(arms)):
+            raise ValueError(f"{where}: arm_params names arm(s) {unknown} not in the data (arms: {list(arms)})")
+        for a, vals in self.arm_params.items():
+            check_values(model.params, vals, where=f"{where}: arm_params {a!r}")
+            model.check_steady_state(self.start_values(model) | vals, where=f"{where}: arm {a!r}")
         for k in self.free:
             if k not in model.params:
                 check_values(model.params, {k: 0.0}, where=where)

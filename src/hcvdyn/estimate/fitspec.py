@@ -27,7 +27,7 @@ __all__ = ["FitSpec", "load_fit_spec"]
 @dataclass(frozen=True)
 class FitSpec:
     """A whole-trial fit specification (``fits/NAME.toml``; see docs/fitting.md): its data, model, arms' regimens
-    and the fit's :class:`FitDesign` (``[parameters]``, ``[free]``, ``[outside]``, ``[bounds]``, ``[options]``)."""
+    and the fit's :class:`FitDesign` (``[parameters]``, ``[arms.<arm>]``, ``[free]``, ``[outside]``, ``[bounds]``, ``[options]``)."""
 
     name: str
     path: str
@@ -84,7 +84,7 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     doc = load_toml(path)
     where = str(path)
     check_keys(doc, {"name", "description", "data", "model", "trial", "parameters", "free", "outside", "bounds", "options", "report",
-                      "dose_cmt", "population"}, where)
+                      "dose_cmt", "population", "arms"}, where)
     data_path = path.parent / require(doc, "data", str, where)
     if not data_path.is_file():
         raise ValueError(f"{where}: data file {str(data_path)!r} not found")
@@ -104,6 +104,12 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
             check_values(model.params, {k: 0.0}, where=f"{where}: [free]")
     outside = dict(doc.get("outside", {}))
     check_values(model.params, outside, where=f"{where}: [outside]")
+    arm_params = {}
+    for a, vals in dict(doc.get("arms", {})).items():
+        if not isinstance(vals, dict):
+            raise ValueError(f"{where}: [arms.{a}] must be a table of parameter values, got {vals!r}")
+        check_values(model.params, vals, where=f"{where}: [arms.{a}]")
+        arm_params[a] = vals
     bounds = {}
     for k, b in doc.get("bounds", {}).items():
         if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, (int, float)) for x in b)):
@@ -146,7 +152,7 @@ def load_fit_spec(path: str | os.PathLike) -> FitSpec:
     try:
         design = FitDesign(individual=individual, shared=shared, per_arm=per_arm, params=params, sigma=sigma,
                            estimate_sigma=estimate_sigma, weight_kg=float(opts.get("weight_kg", 70.0)),
-                           options=SolverOptions(atol=float(opts.get("atol", 1e-7))), outside=outside, bounds=bounds,
+                           options=SolverOptions(atol=float(opts.get("atol", 1e-7))), outside=outside, bounds=bounds, arm_params=arm_params,
                            max_nfev=int(opts.get("max_nfev", 200)), n_starts=opts.get("n_starts", 1), seed=opts.get("seed", 0))
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None

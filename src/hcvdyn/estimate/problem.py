@@ -230,7 +230,8 @@ def build_trial_problem(model: HCVModel, dataset, regimens_by_arm: Mapping[str, 
     doses = batch_dose_arrays([patient_regimens(p, regimens_by_arm, "fit_trial") for p in pats], model.pk_drugs,
                               [design.weight_kg] * n_pat)
     free = design.free
-    fixed = {k: np.full(n_pat, v) for k, v in values.items() if k not in free}
+    by_arm = {a: design.arm_values(model, a) for a in arms}
+    fixed = {k: np.array([by_arm[p.arm][k] for p in pats]) for k in values if k not in free}
     ends = treatment_ends(model, pats, values.get("t_end", math.inf), free, "fit_trial")
     if ends is not None:
         fixed["t_end"] = ends

@@ -158,7 +158,7 @@ def load_truth(path) -> SyntheticTruth:
 
 
 def generate_synthetic_trial(truth, out_csv=None, seed: int | None = None) -> str:
-    """Simulate a synthetic trial from a truth file or :class:`SyntheticTruth` (see ``fits/phase2_synthetic_truth.toml``).
+    """Simulate a synthetic trial from a truth file or :class:`SyntheticTruth` (see ``fits/tcl_recovery_truth.toml``).
 
     Patients are drawn per group with log-normal (delta) and normal (log10_V0) variability, randomized
     to arms, simulated with the arm's drug effects, given N(0, sigma) log10 measurement error, censored
