@@ -1,6 +1,6 @@
 """Draw fits/phase2_synthetic.csv from fits/phase2_synthetic_truth.toml under the rule stated there.
 
-Seeds are tried in order from the truth file's seed. The first draw whose prior non-responders who complete
+Seeds are tried in order from FIRST_SEED, the rule's. The first draw whose prior non-responders who complete
 12 weeks have mean week-12 drops within 0.4 log10 of the trial's reported ones (triple 1.2, control 0.4; the
 double arm reports none) is kept. A censored week-12 sample counts at the limit. Prints every seed tried and
 its arm means; writes the CSV and sets the truth file's seed to the kept one.
@@ -22,6 +22,7 @@ TRUTH = HERE / "phase2_synthetic_truth.toml"
 REPORTED = {"triple": 1.2, "control": 0.4}  # mean week-12 drop of non-responders, log10 (the trial's release)
 TOLERANCE = 0.4
 GROUP, WEEK12 = "nonresponder", 84.0
+FIRST_SEED = 20261203
 
 
 def arm_means(text: str) -> dict[str, float]:
@@ -38,7 +39,7 @@ def arm_means(text: str) -> dict[str, float]:
 
 def main(max_tries: int = 100) -> None:
     truth = load_truth(TRUTH)
-    for seed in range(truth.seed, truth.seed + max_tries):
+    for seed in range(FIRST_SEED, FIRST_SEED + max_tries):
         text = generate_synthetic_trial(truth, seed=seed)
         means = arm_means(text)
         ok = all(abs(means[a] - v) <= TOLERANCE for a, v in REPORTED.items())
@@ -47,7 +48,7 @@ def main(max_tries: int = 100) -> None:
             TRUTH.write_text(re.sub(r"(?m)^seed = \d+", f"seed = {seed}", TRUTH.read_text(), count=1))
             generate_synthetic_trial(TRUTH, HERE / "phase2_synthetic.csv")
             return
-    raise SystemExit(f"no seed in {truth.seed}..{truth.seed + max_tries - 1} meets the rule")
+    raise SystemExit(f"no seed in {FIRST_SEED}..{FIRST_SEED + max_tries - 1} meets the rule")
 
 
 if __name__ == "__main__":

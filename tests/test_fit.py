@@ -371,7 +371,7 @@ import re  # noqa: E402
 from hcvdyn.estimate.data import read_viral_loads
 from hcvdyn.estimate.fitspec import load_fit_spec
 from hcvdyn.files import load_toml
-from hcvdyn.estimate.synthetic import generate_synthetic_trial
+from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth
 
 SPEC = str(ROOT / "fits/tcl_recovery.toml")
 TRUTH_FILE = str(ROOT / "fits/tcl_recovery_truth.toml")
@@ -388,6 +388,47 @@ def test_bundled_data_is_reproducible_from_its_truth_file(tmp_path):
     assert len(ds) == 57 and groups.count("nonresponder") == 36 and groups.count("partial_responder") == 21
     assert sorted(ds.arms) == ["control", "double", "triple"]
     assert sum(p.n_obs < 9 for p in ds) == 5 and sum(p.censored.sum() for p in ds) > 0
+
+
+def nonresponder_week12_means(path) -> dict[str, float]:
+    """Mean week-12 drop (log10) of the prior non-responders who complete 12 weeks, per arm; a censored week-12
+    sample counts at its limit."""
+    drops: dict[str, list[float]] = {}
+    for p in read_viral_loads(str(path)):
+        if p.group == "nonresponder" and p.t_days[-1] == 84.0:
+            drops.setdefault(p.arm, []).append(p.log10_vl[0] - p.log10_vl[-1])
+    return {arm: float(np.mean(v)) for arm, v in drops.items()}
+
+
+def test_trial_shaped_data_follow_their_declared_rule(tmp_path):
+    """fits/phase2_synthetic.csv: drawn from its truth file at the first seed from 20261203 whose non-responder
+    completers fall within 0.4 log10 of the trial's means (triple 1.2, control 0.4); the rule is in its header."""
+    truth = ROOT / "fits/phase2_synthetic_truth.toml"
+    bundled = (ROOT / "fits/phase2_synthetic.csv").read_text()
+    data_rows = lambda text: [ln for ln in text.splitlines() if not ln.startswith("#")]  # noqa: E731
+    assert data_rows(generate_synthetic_trial(truth)) == data_rows(bundled)
+    header = " ".join(ln[2:] for ln in bundled.splitlines() if ln.startswith("#"))
+    assert header.startswith("SYNTHETIC DATA") and "Rule: Declared before the draw" in header and "seed 20261204" in header
+    means = nonresponder_week12_means(ROOT / "fits/phase2_synthetic.csv")
+    assert abs(means["triple"] - 1.2) <= 0.4 and abs(means["control"] - 0.4) <= 0.4, means
+    (tmp_path / "first.csv").write_text(generate_synthetic_trial(truth, seed=20261203))
+    first = nonresponder_week12_means(tmp_path / "first.csv")
+    assert abs(first["control"] - 0.4) > 0.4, first  # the seed before it breaks the rule (control 0.82)
+    spec = load_fit_spec(ROOT / "fits/phase2_synthetic.toml")
+    assert Path(spec.data_path).name == "phase2_synthetic.csv" and spec.report["truth"].endswith("phase2_synthetic_truth.toml")
+    assert spec.design.arm_params == {"triple": {"rho": 0.312}, "control": {"rho": 0.312}}
+    assert load_truth(truth).arms["triple"]["rho"] == 0.312  # the fixed value is the one the data were drawn with
+
+
+def test_a_truth_files_rule_heads_its_own_draw_only(tmp_path):
+    text = (ROOT / "fits/tcl_recovery_truth.toml").read_text()
+    ruled = tmp_path / "ruled.toml"
+    ruled.write_text('rule = """Kept the first seed."""\n' + text)
+    assert "# Rule: Kept the first seed." in generate_synthetic_trial(ruled)
+    assert "Rule:" not in generate_synthetic_trial(ruled, seed=7)  # a replicate of the design was not chosen by it
+    (tmp_path / "bad.toml").write_text("rule = 3\n" + text)
+    with pytest.raises(ValueError, match=r"bad.toml: rule must be a text, got 3"):
+        load_truth(tmp_path / "bad.toml")
 
 
 @pytest.mark.slow

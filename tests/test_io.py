@@ -160,6 +160,21 @@ def test_bundled_fit_spec_loads():
     assert spec.design.bounds == {"delta": (1e-3, 2.0)} and spec.design.sigma == 0.2
 
 
+def test_every_bundled_fit_file_loads():
+    """Each fit specification in fits/ reads with its data, and each truth file it names reads too."""
+    from hcvdyn.estimate.fitspec import load_fit_spec
+    from hcvdyn.estimate.synthetic import load_truth
+
+    fits = Path(__file__).resolve().parents[1] / "fits"
+    specs = [p for p in sorted(fits.glob("*.toml")) if not p.name.endswith("_truth.toml")]
+    assert {p.stem for p in specs} >= {"phase2_synthetic", "tcl_recovery", "tcl_recovery_population"}
+    for path in specs:
+        spec = load_fit_spec(path)
+        assert len(spec.read_data()) == 57, path
+        if "truth" in spec.report:
+            load_truth(spec.report["truth"])
+
+
 def test_fit_spec_reads_doses_from_nonmem_rows_instead_of_a_trial(tmp_path):
     """A PK-mode model needs the arms' regimens, or a [dose_cmt] table that doses each patient from its data."""
     from hcvdyn.estimate.fitspec import load_fit_spec
