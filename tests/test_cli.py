@@ -321,3 +321,11 @@ def test_population_fit_refuses_an_unknown_profile_name_before_fitting(tmp_path,
     err = capsys.readouterr().err
     assert "--profile omega_nope: not estimated by" in err and "omega_delta" in err and not out.exists()
     assert "fitting" not in err  # refused before the fit starts
+
+
+def test_report_refuses_a_population_specification(tmp_path, capsys):
+    """The report fits whole trials; on a population spec it would silently fit another model than declared."""
+    out = tmp_path / "r"
+    assert main(["report", str(ROOT / "fits/phase2_synthetic.toml"), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "phase2_synthetic.toml: a population fit specification" in err and "hcvdyn fit" in err and not out.exists()

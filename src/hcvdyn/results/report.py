@@ -76,6 +76,9 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
     from hcvdyn.results.writers import write_results
 
     spec = load_fit_spec(spec_path)
+    if spec.population is not None:
+        raise ValueError(f"{spec.path}: a population fit specification; the report covers whole-trial fits "
+                         f"(e.g. fits/tcl_recovery.toml). Fit it with: hcvdyn fit {spec.path}; figures: hcvdyn figures FOLDER")
     out = Path(out) if out else Path("results") / f"report_{spec.name}"
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; use --force to replace it")
