@@ -158,7 +158,7 @@ class FitDesign:
             raise ValueError(f"{where}: arm_params names arm(s) {unknown} not in the data (arms: {list(arms)})")
         for a, vals in self.arm_params.items():
             check_values(model.params, vals, where=f"{where}: arm_params {a!r}")
-            model.check_steady_state(self.start_values(model) | vals, where=f"{where}: arm {a!r}")
+            model.check_steady_state(self.arm_values(model, a), where=f"{where}: arm {a!r}")
         for k in self.free:
             if k not in model.params:
                 check_values(model.params, {k: 0.0}, where=where)

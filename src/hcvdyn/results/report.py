@@ -119,7 +119,7 @@ def make_report(spec_path, out=None, force: bool = False, n_vpc: int = 200, n_vi
         if syn is not None:
             x, surf, bliss = interaction_surface(spec.model, syn.full.values, syn.psi)
             try:
-                terms = pair_terms(spec.model, syn.full.values, syn.arm, design.start_values(spec.model), None)
+                terms = pair_terms(spec.model, syn.full.values, syn.arm, design.arm_values(spec.model, syn.arm), None)
                 point = [c / ec for c, ec, *_ in terms]
             except ValueError:
                 point = None
