@@ -17,7 +17,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from hcvdyn.estimate.diagnostics import VPC, summarize_vpc
 from hcvdyn.solve.options import NumericalError
@@ -82,7 +82,7 @@ def sample_rows(fit, dataset, n_sim: int = 500, seed: int = 0) -> list[dict]:
             dec_obs = np.linalg.solve(chol, y - m)
             dec_sim = np.linalg.solve(chol, (s - m).T).T
             pde = (np.sum(dec_sim < dec_obs, axis=0) + 0.5) / (n_sim + 1)  # kept inside (0, 1)
-            npde[obs] = norm.ppf(pde)
+            npde[obs] = ndtri(pde)
         for j in range(n):
             rows.append({"id": p.id, "arm": p.arm, "day": float(p.t_days[j]), "log10_vl": float(p.log10_vl[j]),
                          "censored": bool(p.censored[j]), "pred": float(pred[i, j]), "ipred": float(ipred[i, j]),
