@@ -61,6 +61,20 @@ def test_omega_profile_interval_limits_lie_where_the_held_fit_is_3_84_above(smal
     assert all("profile95_high" in r for r in rows.values())  # the derived rows (omega2_...) too: one CSV header
 
 
+def test_a_drug_effects_profile_interval_is_in_its_unit_and_its_limits_lie_3_84_above(small_trial):
+    """eps is estimated on the logit scale; its interval and points are reported as fractions."""
+    model, data, regimens, design, fit = small_trial
+    prof = population_profile_interval(model, data, regimens, design, fit, "eps")
+    lo, hi = prof.interval
+    assert prof.estimate == fit.natural("eps") and 0.0 < lo < prof.estimate < hi < 1.0, prof
+    assert all(0.0 < t < 1.0 for t, _ in prof.points)
+    one = replace(design, fit=replace(design.fit, n_starts=1))
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    for limit in (lo, hi):
+        again = fit_population(model, data, regimens, one, start=fit.x, start_eta=fit.eta, hold={"eps": logit(limit)})
+        assert again.ofv - fit.ofv == pytest.approx(CRIT, abs=0.05), limit
+
+
 def test_hold_names_an_outer_value_within_its_range(small_trial):
     model, data, regimens, design, _ = small_trial
     with pytest.raises(ValueError, match=r"hold \['omega_nope'\]: not an outer value"):

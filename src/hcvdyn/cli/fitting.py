@@ -60,6 +60,7 @@ def _population_fit(args, spec, data, regs, out) -> int:
     from hcvdyn.estimate.population_design import build_population_problem
     from hcvdyn.estimate.population_fit import fit_population
     from hcvdyn.estimate.population_profile import population_profile_interval
+    from hcvdyn.solve.options import NumericalError
     from hcvdyn.results.population_tables import individual_rows, population_meta, population_parameter_rows
     from hcvdyn.results.writers import rows_csv, write_results
 
@@ -72,10 +73,14 @@ def _population_fit(args, spec, data, regs, out) -> int:
     print(f"fitting a population model ({design.method}, random effects on {', '.join(design.fit.individual)}) to {len(data)} "
           f"patients ({sum(p.n_obs for p in data)} samples) with model {spec.model.name} ...", file=sys.stderr)
     fit = fit_population(spec.model, data, regs, design)
-    profiles = {}
+    profiles, failed = {}, {}
     for label in names:
         print(f"profiling {label} ...", file=sys.stderr)
-        profiles[label] = population_profile_interval(spec.model, data, regs, design, fit, label)
+        try:
+            profiles[label] = population_profile_interval(spec.model, data, regs, design, fit, label)
+        except NumericalError as e:  # the fit and the other profiles are kept; the exit status says it
+            failed[label] = str(e)
+            print(f"hcvdyn: warning: the profile of {label} failed, its interval is left empty: {e}", file=sys.stderr)
     rows = population_parameter_rows(fit, profiles=profiles)
     vpc = population_vpc(fit, data, seed=design.fit.seed)
     last = max(p.t_days[-1] for p in data)
@@ -83,7 +88,7 @@ def _population_fit(args, spec, data, regs, out) -> int:
     write_results(out, {"parameters.csv": rows_csv(rows), "individual.csv": rows_csv(individual_rows(fit, data)),
                         "samples.csv": rows_csv(sample_rows(fit, data, seed=design.fit.seed)), "vpc.csv": rows_csv(vpc.rows()),
                         "curves.csv": rows_csv(curves), "observations.csv": rows_csv(data.rows()),
-                        "result.json": population_meta(spec, data, fit, out, design, vpc, profiles)},
+                        "result.json": {**population_meta(spec, data, fit, out, design, vpc, profiles), "profiles_failed": failed}},
                   force=args.force)
     print(f"wrote {out}/ (parameters.csv, individual.csv, samples.csv, vpc.csv, curves.csv, observations.csv, result.json); "
           f"figures: hcvdyn figures {out}")
@@ -92,11 +97,14 @@ def _population_fit(args, spec, data, regs, out) -> int:
         if r["kind"] in ("variance", "correlation"):
             continue
         unit = "" if r["unit"] in ("1", "linear") else f" {r['unit']}"
-        prof = f"; profile [{r['profile95_low']:.4g}, {r['profile95_high']:.4g}]" if r["name"] in profiles else ""
+        prof = (f"; profile [{r['profile95_low']:.4g}, {r['profile95_high']:.4g}]" if r["name"] in profiles
+                else "; profile failed" if r["name"] in failed else "")
         print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  Wald 95% [{r['lower']:.4g}, {r['upper']:.4g}]{prof}")
     print("  shrinkage: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in fit.shrinkage.items()))
     if not fit.success:
         print(f"hcvdyn: warning: {fit.message}", file=sys.stderr)
+        return 1
+    if failed:
         return 1
     return 0
 
