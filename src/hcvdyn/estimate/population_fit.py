@@ -146,10 +146,12 @@ class PopulationFit:
     def stderr(self) -> dict[str, float]:
         return dict(zip(self.x, map(float, self.covariance.stderr)))
 
-    def natural(self, label: str) -> float:
-        """The value in the parameter's unit (typical values and drug effects), else ``x[label]``."""
+    def natural(self, label: str, x: float | None = None) -> float:
+        """``x`` (default ``x[label]``) in the parameter's unit for typical values and drug effects, which ``x`` holds
+        on their declared scale; the others as they are."""
         v = next(o for o in self.values if o.label == label)
-        return float(self.declared[v.parameter].from_scale(self.x[label])) if v.kind in ("typical", "shared", "per_arm") else self.x[label]
+        x = self.x[label] if x is None else x
+        return float(self.declared[v.parameter].from_scale(x)) if v.kind in ("typical", "shared", "per_arm") else float(x)
 
     def rows(self, level: float = 0.95) -> list[dict]:
         """One row per estimated value: estimate, SE, RSE%, Wald interval on the value's scale, mapped back.

@@ -39,8 +39,8 @@ class PopulationProfile:
 def population_profile_interval(model, dataset, regimens_by_arm: Mapping[str, Sequence], design, fit: PopulationFit, label: str,
                                 level: float = 0.95, xtol: float = 0.01) -> PopulationProfile:
     """Profile-likelihood interval of ``fit.x[label]``: omega and sigma on the log scale (``xtol`` there, a relative
-    tolerance), any other outer value on its own scale (``xtol`` times its SE there) (a logit-scale one within +-``LOGIT_SPAN``, where a side
-    that has not crossed ends, open). Each point is a fit from the nearest point fitted so far
+    tolerance), any other outer value on its own scale (``xtol`` times its SE there; a logit-scale one within
+    +-``LOGIT_SPAN``, where a side that has not crossed ends, open). Each point is a fit from the nearest point fitted so far
     (its values and conditional modes) with one start. A point whose OFV falls below the fit's is noted: the fit
     was not the global optimum."""
     value = next((v for v in fit.values if v.label == label), None)
@@ -53,7 +53,7 @@ def population_profile_interval(model, dataset, regimens_by_arm: Mapping[str, Se
     bounds = (to_t(max(value.lower, 1e-12)) if log else value.lower, to_t(value.upper))
     if value.scale == "logit":
         bounds = (max(bounds[0], -LOGIT_SPAN), min(bounds[1], LOGIT_SPAN))
-        t_hat = min(max(t_hat, bounds[0]), bounds[1])
+        t_hat = min(max(t_hat, bounds[0]), bounds[1])  # an estimate beyond lies on the flat part: its OFV stands there
     one_start = replace(design, fit=replace(design.fit, n_starts=1))
     fitted = {t_hat: fit}
     below = []
@@ -68,8 +68,7 @@ def population_profile_interval(model, dataset, regimens_by_arm: Mapping[str, Se
 
     tol = xtol if log or not (math.isfinite(se) and se > 0) else xtol * se  # a fraction of the SE on its own scale
     lo, hi = bracketed_profile_interval(delta_at, t_hat, se, bounds, level, xtol=tol)
-    unit = ((lambda t: float(fit.declared[value.parameter].from_scale(t))) if value.kind in ("typical", "shared", "per_arm")
-            else from_t)  # x holds typical values and drug effects on their declared scale
+    unit = lambda t: fit.natural(label, from_t(t))  # noqa: E731
     points = tuple((unit(t), max(0.0, f.ofv - fit.ofv)) for t, f in fitted.items() if t != t_hat)
     below = [unit(t) for t in below]
     notes = f"the profile at {label} = {below} lies below the fit's OFV: the fit was not the global optimum" if below else ""
