@@ -100,3 +100,16 @@ def test_architecture_page_names_every_module_and_no_other():
     assert named - files - {"__init__"} == set(), f"docs/architecture.md names modules that do not exist: {named - files}"
     plots = {f for f in files if f.startswith("plots_")}  # covered by `plots*.py`
     assert files - named - plots - {"__init__"} == set(), f"modules missing from docs/architecture.md: {files - named - plots}"
+
+
+def test_module_paths_from_before_the_layered_layout_still_import():
+    """Scripts written against the flat layout (the deSolve peer's make_inputs.py, for one) keep working."""
+    import hcvdyn.pk
+    from hcvdyn.dosing import dose_arrays
+    from hcvdyn.model import dosing, pk
+    from hcvdyn.solve import SolverOptions, simulate_batch
+
+    assert dose_arrays is dosing.dose_arrays and hcvdyn.pk is pk
+    assert simulate_batch is hcvdyn.simulate_batch and SolverOptions is hcvdyn.SolverOptions
+    with pytest.raises(AttributeError, match="no attribute 'no_such_module'"):
+        hcvdyn.no_such_module  # noqa: B018

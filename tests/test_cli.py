@@ -110,6 +110,7 @@ def test_simulate_population_against_the_reported_top_line(tmp_path, capsys):
     assert meta["inputs"]["population"]["name"] == "g1_nonresponder_population" and meta["options"]["calibration_draws"] == 5
 
 
+@pytest.mark.slow
 def test_simulate_refuses_to_overwrite(simulated, capsys):
     before = (simulated / "summary.csv").read_text()
     assert main(["simulate", "celgosivir_phase2", "--out", str(simulated)]) == 2
@@ -262,6 +263,7 @@ def test_report_command_bad_input_is_one_line(tmp_path, capsys):
     assert e.value.code == 2 and "must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_trial_command_writes_results_and_refuses_overwrite(tmp_path, capsys):
     import json
 
@@ -286,6 +288,7 @@ def test_trial_command_bad_input_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_scenario_command(tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["scenario", "celgosivir_scenarios", "--n", "30", "--seed", "2", "--n-boot", "50", "--no-progress", "--out", str(out)]) == 0

@@ -138,6 +138,7 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     assert [t for t, _ in profile_curve(failing, jac, best, "b", grid)] == pytest.approx([t for t in grid if t <= k_hat + se])
 
 
+@pytest.mark.slow
 def test_wald_intervals_stay_inside_the_bounds_on_the_declared_scale():
     """Fractions on the logit scale, log-scale parameters on the log scale, then back: eps near 1, whose linear
     interval leaves [0, 1], stays inside; intervals are plain floats (no np.float64 when printed)."""
@@ -168,6 +169,7 @@ def test_wald_intervals_stay_inside_the_bounds_on_the_declared_scale():
     assert wald_interval(fit.params["eps"], fit.stderr["eps"])[1] > 1, "this patient no longer tests the bound"
 
 
+@pytest.mark.slow
 def test_jacobian_matches_central_differences_with_censored_samples():
     p = synthetic(3)
     assert p.censored.sum() >= 3
@@ -185,6 +187,7 @@ def test_jacobian_matches_central_differences_with_censored_samples():
         assert np.max(np.abs(j[:, k] - fd)) <= 1e-5 * np.max(np.abs(fd)), FREE[k]
 
 
+@pytest.mark.slow
 def test_censoring_matters():
     """Treating BLQ samples as observed at the limit flattens the second phase; M3 does not."""
     m3, naive = [], []
@@ -223,6 +226,7 @@ def test_parameter_recovery_100_patients():
         assert np.mean(cover[k]) >= 0.90, k
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_a_fit():
     """Series of 12 and 9 samples share one compiled shape (padded to 16); padding changes nothing."""
     p = synthetic(21)
@@ -242,6 +246,7 @@ def test_padding_does_not_change_a_fit():
         assert a.params[k] == pytest.approx(b.params[k], rel=1e-8)
 
 
+@pytest.mark.slow
 def test_multistart_reports_the_spread_of_optima():
     fit = fit_patient(MODEL, synthetic(7), FREE, {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}, n_starts=4, seed=1)
     assert fit.starts.shape == (4, 3) and fit.start_objectives.shape == (4,)
@@ -301,6 +306,7 @@ def trial_data():
 TRIAL_SPEC = dict(individual=("log10_V0", "delta"), shared=("eps", "rho"), params={"eps": 0.8, "rho": 0.2, "phi": 0.2})
 
 
+@pytest.mark.slow
 def test_trial_jacobian_matches_central_differences(trial_data):
     problem = build_trial_problem(
         AGI, trial_data, {"triple": (), "control": ()}, FitDesign(per_arm={"phi": ["triple"]}, options=SolverOptions(atol=1e-11), **TRIAL_SPEC)
@@ -539,6 +545,7 @@ def test_a_patients_treatment_end_fits_decline_and_relapse_together():
     assert never.params["t_end"] == MODEL.params["t_end"].default and never.objective > 100
 
 
+@pytest.mark.slow
 def test_trial_problem_takes_each_patients_treatment_end():
     truth = {"log10_V0": 6.4, "delta": 0.2, **ARM_EFFECTS["triple"]}
     days = RELAPSE_DAYS
@@ -553,6 +560,7 @@ def test_trial_problem_takes_each_patients_treatment_end():
     assert problem.patient_params(problem.parameters())["a"]["t_end"] == 28.0
 
 
+@pytest.mark.slow
 def test_arm_params_fix_an_effect_that_differs_between_arms():
     """A drug effect taken from the literature (fixed) is given in the arms that receive the drug and 0 in the
     others; at the generating values the residuals vanish, and the fit's per-patient values show the arm's."""

@@ -56,6 +56,7 @@ def total_ofv(eng, arrays, x):
     return float(np.sum(value)), np.asarray(grads).sum(axis=0), eta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["foce-i", "laplace"])
 def test_linear_model_ofv_is_the_exact_marginal_likelihood(linear, method):
     arrays, x, exact = linear
@@ -67,7 +68,7 @@ def test_linear_model_ofv_is_the_exact_marginal_likelihood(linear, method):
     assert total_ofv(eng, arrays, diagonal)[0] == pytest.approx(exact(diagonal), abs=1e-8)
 
 
-@pytest.mark.parametrize("method", ["foce-i", "laplace"])
+@pytest.mark.parametrize("method", ["foce-i", pytest.param("laplace", marks=pytest.mark.slow)])
 def test_linear_model_gradient_matches_central_differences(linear, method):
     arrays, x, exact = linear
     eng = engine(linear_predict, Layout(2, 2, block=True), method)
@@ -111,6 +112,7 @@ def test_gradient_as_lmfit_sees_it_matches_differences_through_lmfit(linear):
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_covariance_step_of_the_linear_model(linear):
     """At the maximum-likelihood estimate (lmfit BFGS with the exact gradient), R by differences of the exact
     gradient equals the Hessian of the closed-form likelihood; the sandwich and 2 R^-1 are positive definite;

@@ -37,7 +37,11 @@ def _no_drug(model):
     return {k: 0.0 for k in ("eps", "eta", "rho", "phi", "sigma") if k in model.params}
 
 
-@pytest.mark.parametrize("name,extra", [(n, {}) for n in sorted(hcvdyn.MODELS)] + [("pkpd3_prolif", {"r": 0.1})])
+STEADY_CASES = [(n, {}) for n in sorted(hcvdyn.MODELS)] + [("pkpd3_prolif", {"r": 0.1})]
+
+
+@pytest.mark.parametrize("name,extra", [pytest.param(n, e, marks=[pytest.mark.slow] if n.startswith("pkpd") else [])
+                                        for n, e in STEADY_CASES])  # the PK models' 48-week compiles: slow tier
 def test_steady_state_holds_48_weeks_without_drug(name, extra):
     m = get_model(name)
     t = np.array([1.0, 7.0, 28.0, 84.0, 168.0, 336.0])
@@ -109,6 +113,7 @@ def test_jacfwd_matches_central_differences_pkpd3(pkpd3):
     _assert_jacobian(m, p, doses, t_obs)
 
 
+@pytest.mark.slow
 def test_jacfwd_matches_central_differences_constant_model():
     """Constant-efficacy model including the onset delay t0 and the end of treatment t_end (moving discontinuities)."""
     m = get_model("agi_constant")
@@ -135,6 +140,7 @@ def test_vmap_equals_loop(pkpd3):
         np.testing.assert_allclose(batch.log10_vl[i], one.log10_vl, rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_drug_that_is_off_contributes_nothing():
     t = np.array([0.5, 3.0, 14.0, 56.0])
     full = get_model("pkpd3")
@@ -176,6 +182,7 @@ def test_agrees_with_scipy_lsoda_over_12_weeks(pkpd3):
     assert np.max(np.abs(ours.log10_vi - ref.log10_vi)) < 1e-7
 
 
+@pytest.mark.slow
 def test_high_load_patients_solve_with_steps_capped_by_their_fastest_mode():
     """Target cells turn over at s/T0 = d + beta V0, faster than virion clearance (c = 6.2/day) above log10 V0
     ~7.8 (7.6/day at 7.88, 31.6/day at 8.5). With steps capped by c alone, the plateau of such a patient sat on
@@ -191,6 +198,7 @@ def test_high_load_patients_solve_with_steps_capped_by_their_fastest_mode():
         assert np.max(np.abs(batch.log10_vl[i] - ref.log10_vl)) < 1e-5
 
 
+@pytest.mark.slow
 def test_step_budget_exhaustion_is_reported():
     """The reporting path is the same for every model; the smallest one keeps the compilation cheap."""
     m = get_model("neumann1998")
@@ -260,6 +268,7 @@ def test_step_count_of_the_main_job_course_is_capped():
     assert tr.ok and tr.num_steps <= 6650, tr.num_steps
 
 
+@pytest.mark.slow
 def test_new_sampling_schedules_and_regimens_reuse_the_compiled_solver():
     """Sample times and dose lists are padded to bucketed sizes: 5 and 7 samples, 3 and 6 weekly doses, share one
     compiled solver, and the padding changes no value."""
@@ -277,6 +286,7 @@ def test_new_sampling_schedules_and_regimens_reuse_the_compiled_solver():
     np.testing.assert_allclose(b.log10_vl[[0, 1, 2, 4, 6]], a.log10_vl, rtol=0, atol=1e-9)  # doses after day 21 do not matter
 
 
+@pytest.mark.slow
 def test_constant_efficacy_stops_at_t_end_and_the_virus_rebounds_as_the_closed_form():
     """After t_end the held-T model is linear in (I, V) with no drug: d(I, V)/dt = [[-delta, beta T0], [p, -c]] (I, V),
     solved exactly by the matrix exponential from the state at t_end (Neumann et al. 1998 without treatment).

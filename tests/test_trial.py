@@ -26,6 +26,7 @@ def spec():
     return load_trial("celgosivir_phase2")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arm,bound", [("triple", 1e-3), ("double", 1e-3), ("control", 2e-4)])
 def test_fixed_grid_solver_matches_the_adaptive_solver(spec, arm, bound):
     """The default grid (8 steps/day) against diffrax's adaptive solve (atol 1e-10) over 12 weeks, each arm.
@@ -51,6 +52,7 @@ def test_fixed_grid_solver_matches_the_adaptive_solver(spec, arm, bound):
         assert 0.35 < err[2 * DEFAULT_STEPS_PER_DAY] / err[DEFAULT_STEPS_PER_DAY] < 0.65
 
 
+@pytest.mark.slow
 def test_missed_doses_change_the_exposure_and_per_kg_dosing_is_weight_free(spec, pop):
     m = pop.model
     regs = spec.arms["triple"]

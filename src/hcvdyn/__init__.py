@@ -41,6 +41,20 @@ from hcvdyn.solve.options import NumericalError, SolverOptions, Trajectory  # no
 from hcvdyn.solve.reference import simulate_scipy  # noqa: E402
 from hcvdyn.version import __version__  # noqa: E402
 
+import sys as _sys  # noqa: E402
+
+from hcvdyn.model import dosing as _dosing, drugs as _drugs, parameters as _parameters, pk as _pk  # noqa: E402
+
+_OLD_MODULES = {"dosing": _dosing, "drugs": _drugs, "parameters": _parameters, "pk": _pk}
+for _old, _module in _OLD_MODULES.items():
+    _sys.modules.setdefault(f"hcvdyn.{_old}", _module)  # module paths from before the layered layout still import
+
+
+def __getattr__(name):
+    if name in _OLD_MODULES:
+        return _OLD_MODULES[name]
+    raise AttributeError(f"module 'hcvdyn' has no attribute {name!r}")
+
 __all__ = [
     # model
     "DRUGS", "Drug", "HCVModel", "MODELS", "Param", "ParamTable", "ParameterSet", "Regimen", "TrialSpec",
