@@ -5,7 +5,9 @@ log-normal between-patient variability (seeded, `population`). One line per path
 largest |log10 V difference| on 20 patients against a tight reference (the adaptive solver at atol 1e-10):
 
 * adaptive: diffrax Tsit5 with step control, jit + vmap (`simulate_batch`), at --atol;
-* grid:     the fixed-grid population solver of virtual trials (`solve_population`), at --steps-per-day;
+* grid:     the fixed-grid population solver of virtual trials (`solve_population`), one line for each of
+            --steps-per-day (default 8 and 16), on the mesh virtual trials use (`day_mesh`: graded after each
+            celgosivir dose);
 * LSODA:    scipy's solve_ivp on the same right-hand side, split at every dose, on --n-ref patients;
 * deSolve:  the compiled-C peer in ../shared/peers/desolve (lsode, analytic PK, one core), run through its
             run.sh when Rscript is on PATH (apt-get install r-base-core r-base-dev r-cran-desolve); the line
@@ -13,7 +15,7 @@ largest |log10 V difference| on 20 patients against a tight reference (the adapt
 
 Ratios against LSODA and deSolve are printed for each hcvdyn path. All rates are measured in this run.
 
-    python benchmarks/simulate.py [--n 2000] [--steps-per-day 8] [--no-peer]
+    python benchmarks/simulate.py [--n 2000] [--steps-per-day 8,16] [--no-peer]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import hcvdyn
 from hcvdyn import Regimen, SolverOptions, Trajectory
 from hcvdyn.analysis.virtual_trial import simulate_arm_patients
 from hcvdyn.solve.adaptive import batch_solver, prepare_batch
+from hcvdyn.solve.grid import day_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "desolve" / "run.sh"
@@ -126,7 +129,7 @@ def main(argv=None):
     ap.add_argument("--n-peer", type=int, default=100, help="timing patients of the deSolve peer (default 100)")
     ap.add_argument("--weeks", type=int, default=48)
     ap.add_argument("--atol", type=float, default=1e-6, help="adaptive path: absolute tolerance on ln-states")
-    ap.add_argument("--steps-per-day", type=int, default=8, help="grid path: fixed steps per day (default 8)")
+    ap.add_argument("--steps-per-day", default="8,16", help="grid path: base steps per day, comma-separated (default 8,16)")
     ap.add_argument("--tight", type=float, default=1e-10, help="atol of the adaptive reference (default 1e-10)")
     ap.add_argument("--ref-tol", type=float, default=1e-8, help="LSODA rtol = atol")
     ap.add_argument("--seed", type=int, default=1)
@@ -147,11 +150,13 @@ def main(argv=None):
     err = np.max(np.abs(run_a(acc) - reference))
     rows.append((f"adaptive Tsit5, atol {args.atol:g}", args.n / wall, err,
                  f"compile {compile_a:.1f} s; largest step count {steps_a[0]}"))
-    compile_g, run_g = grid_path(model, regs, t, days, args.steps_per_day)
-    run_g(timing)  # the timed shape compiled too (chunk sizes depend on n)
-    _, wall = timed(run_g, timing)
-    err = np.max(np.abs(run_g(acc) - reference))
-    rows.append((f"grid, {args.steps_per_day} steps/day", args.n / wall, err, f"compile {compile_g:.1f} s"))
+    for spd in (int(v) for v in args.steps_per_day.split(",")):
+        compile_g, run_g = grid_path(model, regs, t, days, spd)
+        run_g(timing)  # the timed shape compiled too (chunk sizes depend on n)
+        _, wall = timed(run_g, timing)
+        err = np.max(np.abs(run_g(acc) - reference))
+        steps = day_mesh(model, regs, spd).size
+        rows.append((f"grid, {spd} steps/day", args.n / wall, err, f"{steps} steps a day, graded; compile {compile_g:.1f} s"))
 
     ref_times, ref_err = [], 0.0
     for i in range(args.n_ref):

@@ -45,7 +45,7 @@ def predict_patient(
     and correlations), kept inside their declared bounds by rejection, and simulated under ``regimens``.
     """
     from hcvdyn.model.catalog import get_model
-    from hcvdyn.solve.grid import grid_doses, population_solver
+    from hcvdyn.solve.grid import day_mesh, grid_doses, population_solver
 
     model = get_model(fit.model)
     free = list(fit.free)
@@ -70,8 +70,9 @@ def predict_patient(
     params = {k: np.full(n, float(v)) for k, v in fit.params.items()}
     for j, k in enumerate(free):
         params[k] = draws[:, j]
-    index, amounts = grid_doses(regimens, model.pk_drugs, days, steps_per_day, np.full(n, weight_kg))
-    log10_states = np.asarray(population_solver(model, days, steps_per_day)(params, index, amounts)).T / math.log(10)
+    mesh = day_mesh(model, regimens, steps_per_day)
+    index, amounts = grid_doses(regimens, model.pk_drugs, days, mesh, np.full(n, weight_kg))
+    log10_states = np.asarray(population_solver(model, days, mesh)(params, index, amounts)).T / math.log(10)
     ln_v = log10_states[:, 3]
     t = np.arange(days + 1.0)
     out = patient_outcomes(t, ln_v, defs, log10_infected=log10_states[:, 1], log10_vi=log10_states[:, 2])

@@ -136,11 +136,12 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from hcvdyn.solve.grid import grid_schedule, population_solver
+    from hcvdyn.solve.grid import day_mesh, grid_schedule, population_solver
 
     n = next(iter(params.values())).size
-    solver = population_solver(model, days, steps_per_day)
-    sched = grid_schedule(regimens, model.pk_drugs, days, steps_per_day, widths)
+    mesh = day_mesh(model, regimens, steps_per_day)
+    solver = population_solver(model, days, mesh)
+    sched = grid_schedule(regimens, model.pk_drugs, days, mesh, widths)
     workers = os.cpu_count() or 1
     size, n_chunks = chunk_sizes(n, chunk, workers)
 
