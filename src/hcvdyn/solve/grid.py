@@ -79,6 +79,12 @@ def washes_out_within_a_day(drug, params: Mapping[str, float]) -> bool:
     return float(rates[1] if drug.pk_kind == "1cpt" else rates[-1]) > 1.0
 
 
+@lru_cache(maxsize=32)
+def _washing_out(model: HCVModel) -> tuple[str, ...]:
+    defaults = model.params.defaults()
+    return tuple(d.name for d, mode in model.drug_objs if mode == "pk" and washes_out_within_a_day(d, defaults))
+
+
 def day_mesh(model: HCVModel, regimens: Sequence[Regimen], steps_per_day: int = DEFAULT_STEPS_PER_DAY,
              levels: int = GRADED_LEVELS) -> DayMesh:
     """Uniform steps of 1/steps_per_day, with the step after each dose of a PK drug that washes out within a day (at
@@ -89,9 +95,7 @@ def day_mesh(model: HCVModel, regimens: Sequence[Regimen], steps_per_day: int = 
     first order in the step (docs/numerics.md). Dose times must lie on the uniform grid (:func:`grid_schedule`).
     """
     base = DayMesh.uniform(steps_per_day)
-    defaults = model.params.defaults()
-    fast = [d.name for d, mode in model.drug_objs if mode == "pk" and washes_out_within_a_day(d, defaults)]
-    times = np.concatenate([_drug_doses(regimens, name)[0] for name in fast] or [np.zeros(0)])
+    times = np.concatenate([_drug_doses(regimens, name)[0] for name in _washing_out(model)] or [np.zeros(0)])
     if levels <= 0 or times.size == 0:
         return base
     graded = {int(j) for j in base.step_of(times - np.floor(times + NODE_TOL)) if j >= 0}  # off-grid doses: grid_schedule
