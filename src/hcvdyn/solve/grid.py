@@ -98,7 +98,7 @@ def day_mesh(model: HCVModel, regimens: Sequence[Regimen], steps_per_day: int = 
     times = np.concatenate([_drug_doses(regimens, name)[0] for name in _washing_out(model)] or [np.zeros(0)])
     if levels <= 0 or times.size == 0:
         return base
-    graded = {int(j) for j in base.step_of(times - np.floor(times + NODE_TOL)) if j >= 0}  # off-grid doses: grid_schedule
+    graded = {int(j) % base.size for j in base.step_of(times) if j >= 0}  # step within the day; off-grid: grid_schedule
     h = 1.0 / steps_per_day
     pieces = (h / 2**levels,) + tuple(h / 2**k for k in range(levels, 0, -1))
     steps = []
@@ -164,8 +164,8 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
     solver = diffrax.Tsit5()
     pk0 = {d.name: jnp.zeros((pk.N_PK_STATES[k], n)) for d, k in pk_drugs}
     amounts = {name: jnp.asarray(a, dtype=jnp.float64) for name, a in dose_amounts.items()}
-    ones = jnp.ones(n)
-    to_next = jnp.stack([jnp.stack([ones, ones, 1.0 / g[-1], 1.0 / g[-1]]) for g in growth])  # frame t_n -> t_n + h
+    shrink = 1.0 / growth[:, -1]  # (lengths, N)
+    to_next = jnp.stack([jnp.ones_like(shrink), jnp.ones_like(shrink), shrink, shrink], axis=1)  # frame t_n -> t_n + h
 
     def one_step(carry, x):
         idx, m = x
