@@ -140,6 +140,9 @@ def test_covariance_step_of_the_linear_model(linear):
     for kind in ("sandwich", "R"):
         step = covariance_step(R, scores, labels, kind)
         assert step.ok and np.all(step.stderr > 0) and step.condition_number >= 1
+    sandwich = covariance_step(R, scores, labels)
+    np.testing.assert_allclose(sandwich.as_kind("R").covariance, 2 * np.linalg.inv(R), rtol=1e-10)  # re-read, no refit
+    np.testing.assert_allclose(sandwich.as_kind("R").as_kind("sandwich").covariance, sandwich.covariance, rtol=1e-12)
     singular = R.copy()
     singular[:, 1] = singular[:, 0]
     singular[1, :] = singular[0, :]

@@ -151,6 +151,9 @@ def test_recovery_study_of_the_population_fit(population_folder, monkeypatch):
         se = np.array([r[f"{s['name']}_se"] for r in study.rows])
         assert np.all(np.abs(est - s["true"]) < 4 * se), s["name"]
         assert s["mean"] == pytest.approx(est.mean())
+        se_r = np.array([r[f"{s['name']}_se_R"] for r in study.rows])  # 2 R^-1 beside the sandwich, same fit
+        assert s["mean_se_R"] == pytest.approx(se_r.mean()) and np.all(se_r > 0) and not np.allclose(se_r, se)
+        assert s["wald_R_coverage"] == np.mean([r[f"{s['name']}_wald_R_covers"] for r in study.rows])
 
 
 def test_wald_rows_use_the_declared_scale_and_the_log_scale_for_standard_deviations():

@@ -63,6 +63,8 @@ def _synergy(args, spec, truth, parts):
 def _print_recovery(summary) -> None:
     for r in summary:
         cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
+        if "wald_R_coverage" in r:
+            cov += f", R-matrix Wald {100 * r['wald_R_coverage']:.0f}%"
         if "profile_coverage" in r:
             cov += f", profile {100 * r['profile_coverage']:.0f}%"
         method = f"{r['method']:10s} " if "method" in r else ""

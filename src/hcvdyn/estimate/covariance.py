@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["COVARIANCE_KINDS", "CovarianceStep", "covariance_step", "hessian_from_gradient"]
+__all__ = ["COVARIANCE_KINDS", "CovarianceStep", "covariance_step", "covariance_from", "hessian_from_gradient"]
 
 COVARIANCE_KINDS = ("sandwich", "R", "S")
 
@@ -48,6 +48,10 @@ class CovarianceStep:
         se = self.stderr
         return self.covariance / np.outer(se, se)
 
+    def as_kind(self, kind: str) -> "CovarianceStep":
+        """The same R and S matrices read as another kind of covariance ("sandwich", "R" or "S"), with no refit."""
+        return covariance_from(self.R, self.S, self.labels, kind)
+
 
 def hessian_from_gradient(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rel_step: float = 1e-4) -> np.ndarray:
     """Symmetrised central differences of an exact gradient: step rel_step * max(|x_k|, 0.1) in entry k."""
@@ -77,12 +81,17 @@ def _explain(m: np.ndarray, labels, name: str) -> str | None:
 
 def covariance_step(R: np.ndarray, scores: np.ndarray, labels, kind: str = "sandwich") -> CovarianceStep:
     """Covariance of the estimates from R and the per-patient gradients ``scores`` (N, p) of the OFV."""
+    scores = np.asarray(scores, dtype=float)
+    return covariance_from(R, scores.T @ scores, labels, kind)
+
+
+def covariance_from(R: np.ndarray, S: np.ndarray, labels, kind: str = "sandwich") -> CovarianceStep:
+    """Covariance of the estimates from the R and S matrices (module docstring)."""
     if kind not in COVARIANCE_KINDS:
         raise ValueError(f"covariance: kind {kind!r} is not one of {COVARIANCE_KINDS}")
     labels = tuple(labels)
     R = np.asarray(R, dtype=float)
-    scores = np.asarray(scores, dtype=float)
-    S = scores.T @ scores
+    S = np.asarray(S, dtype=float)
     fail = None
     if kind in ("sandwich", "R"):
         fail = _explain(R, labels, "R")

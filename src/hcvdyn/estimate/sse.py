@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +39,8 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95, method: str = "", prefix: str = "") -> list[dict]:
     """Per-parameter summary of replicate rows (keys ``replicate``, ``converged``, ``NAME``, ``NAME_se``,
-    ``NAME_wald_covers`` and optionally ``NAME_profile_covers``, each NAME with ``prefix``); only converged
+    ``NAME_wald_covers`` and optionally ``NAME_wald_R_covers`` (population fits: the Wald interval from the R-matrix
+    covariance 2 R^-1 beside the default sandwich) and ``NAME_profile_covers``, each NAME with ``prefix``); only converged
     replicates count (``PREFIXconverged`` where a prefix is given). ``method`` labels the rows."""
     ok = [r for r in rows if isinstance(c := r.get(f"{prefix}converged"), (bool, np.bool_)) and c]
     out = []
@@ -54,7 +55,10 @@ def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95
             row.update(mean=float(est.mean()), bias=float(est.mean() - true),
                        relative_bias=float((est.mean() - true) / true) if true else math.nan,
                        empirical_sd=sd, mean_se=float(np.nanmean(se)), se_ratio=float(np.nanmean(se) / sd) if sd > 0 else math.nan)
-        for kind in ("wald", "profile"):
+            se_r = np.array([r.get(f"{key}_se_R", math.nan) for r in ok], float)
+            if np.any(np.isfinite(se_r)):
+                row["mean_se_R"] = float(np.nanmean(se_r))
+        for kind in ("wald", "wald_R", "profile"):
             covers = f"{key}_{kind}_covers"
             seen = [r[covers] for r in ok if isinstance(r.get(covers), (bool, np.bool_))]  # NaN: not computed there
             if seen:
@@ -237,6 +241,10 @@ def _population_replicate(spec, data, tr, truth: dict | None, level: float, row:
         if r["name"] in truth:
             row.update({r["name"]: r["estimate"], f"{r['name']}_se": r["se"],
                         f"{r['name']}_wald_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
+    if fit.covariance.kind != "R" and fit.covariance.ok:  # the same intervals from 2 R^-1 (no refit): small-sample check
+        for r in replace(fit, covariance=fit.covariance.as_kind("R")).rows(level):
+            if r["name"] in truth:
+                row.update({f"{r['name']}_se_R": r["se"], f"{r['name']}_wald_R_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
     for v in (v for v in fit.values if profile and fit.success and v.kind == "omega" and v.label in truth):
         try:
             lo, hi = population_profile_interval(spec.model, data, spec.regimens_for(data), spec.population, fit, v.label, level).interval
