@@ -136,6 +136,11 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
         return res(pv)
 
     assert [t for t, _ in profile_curve(failing, jac, best, "b", grid)] == pytest.approx([t for t in grid if t <= k_hat + se])
+    # values already fitted (the interval's limits, the estimate) stand in for the grid values next to them
+    thinned = profile_grid(k_hat, (lo, hi), (best.params["b"].min, best.params["b"].max), fitted=[lo, k_hat, hi])
+    spacing = grid[1] - grid[0]
+    assert 12 <= thinned.size < 15 and set(thinned) <= set(grid)
+    assert all(min(abs(g - f) for f in (lo, k_hat, hi)) >= spacing / 3 for g in thinned)
 
 
 @pytest.mark.slow

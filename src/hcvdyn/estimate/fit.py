@@ -314,7 +314,8 @@ def fit_trial(
     intervals = {n: profile_interval(residual, jacobian, out, n, level, max_nfev, trace=traces.setdefault(n, [])) for n in profile}
     if profile_points:
         for n, lims in intervals.items():
-            grid = profile_grid(vals[n], lims, (out.params[n].min, out.params[n].max), profile_points)
+            traces[n].append((vals[n], 0.0))  # the estimate itself
+            grid = profile_grid(vals[n], lims, (out.params[n].min, out.params[n].max), profile_points, [t for t, _ in traces[n]])
             traces[n] += profile_curve(residual, jacobian, out, n, grid, max_nfev)
     k = len(vals) + int(design.estimate_sigma)
     estimates = {n: problem.by_label[n] for n in vals}

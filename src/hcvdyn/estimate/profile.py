@@ -161,8 +161,17 @@ def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 2
 
 
 
-def profile_grid(estimate: float, interval: tuple[float, float], bounds: tuple[float, float], n: int = 15) -> np.ndarray:
-    """``n`` values evenly spaced over ``interval`` widened by a quarter of its width on each side, within ``bounds``."""
+def profile_grid(estimate: float, interval: tuple[float, float], bounds: tuple[float, float], n: int = 15,
+                 fitted=()) -> np.ndarray:
+    """``n`` values evenly spaced over ``interval`` widened by a quarter of its width on each side, within ``bounds``.
+
+    fitted: values whose profile is already known (the interval search's steps, the estimate); a grid value
+    within a third of the spacing of one is left out, since that value already stands on the curve there."""
     lo, hi = interval
     width = hi - lo if math.isfinite(hi - lo) and hi > lo else 0.2 * max(abs(estimate), 1e-3)
-    return np.linspace(max(min(lo, estimate) - width / 4, bounds[0]), min(max(hi, estimate) + width / 4, bounds[1]), n)
+    grid = np.linspace(max(min(lo, estimate) - width / 4, bounds[0]), min(max(hi, estimate) + width / 4, bounds[1]), n)
+    known = np.asarray(list(fitted), float)
+    if known.size == 0 or n < 2:
+        return grid
+    near = np.min(np.abs(grid[:, None] - known[None, :]), axis=1) < (grid[1] - grid[0]) / 3
+    return grid[~near]
