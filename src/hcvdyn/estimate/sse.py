@@ -237,14 +237,13 @@ def _population_replicate(spec, data, tr, truth: dict | None, level: float, row:
     if not truth:
         raise ValueError(f"recovery_study: {tr.path} gives no true value for any of {[v.label for v in fit.values]}")
     row.update(converged=fit.success, message=fit.message, objective=fit.ofv, seconds=fit.seconds, evaluations=fit.evaluations)
-    for r in fit.rows(level):
-        if r["name"] in truth:
-            row.update({r["name"]: r["estimate"], f"{r['name']}_se": r["se"],
-                        f"{r['name']}_wald_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
-    if fit.covariance.kind != "R" and fit.covariance.ok:  # the same intervals from 2 R^-1 (no refit): small-sample check
-        for r in replace(fit, covariance=fit.covariance.as_kind("R")).rows(level):
-            if r["name"] in truth:
-                row.update({f"{r['name']}_se_R": r["se"], f"{r['name']}_wald_R_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
+    readings = {"": fit}  # the fit's own covariance, and the same intervals from 2 R^-1 (no refit) beside it
+    if fit.covariance.kind != "R" and fit.covariance.ok:
+        readings["_R"] = replace(fit, covariance=fit.covariance.as_kind("R"))
+    for suffix, reading in readings.items():
+        for r in (r for r in reading.rows(level) if r["name"] in truth):
+            row.update({r["name"]: r["estimate"], f"{r['name']}_se{suffix}": r["se"],
+                        f"{r['name']}_wald{suffix}_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
     for v in (v for v in fit.values if profile and fit.success and v.kind == "omega" and v.label in truth):
         try:
             lo, hi = population_profile_interval(spec.model, data, spec.regimens_for(data), spec.population, fit, v.label, level).interval
