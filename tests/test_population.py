@@ -128,6 +128,7 @@ def test_recovery_study_of_the_population_fit(population_folder, monkeypatch):
 
     import hcvdyn.estimate.population_profile as pp
     from hcvdyn.estimate.sse import recovery_study
+    from hcvdyn.estimate.synthetic import drawn_patients
 
     profiled = []  # a stand-in profile (the real one is tests/test_population_profile.py): [x / 2, 2 x]
 
@@ -141,12 +142,16 @@ def test_recovery_study_of_the_population_fit(population_folder, monkeypatch):
     assert profiled == ["omega_log10_V0", "omega_delta"] * 2
     for r in study.rows:
         assert r["omega_delta_profile_low"] == r["omega_delta"] / 2
+        drawn = drawn_patients(ROOT / "fits/tcl_recovery_truth.toml", r["seed"])  # the replicate's random effects
+        v0, group = np.array([p.params["log10_V0"] for p in drawn]), np.array([p.group for p in drawn])
+        centred = np.concatenate([v0[group == g] - v0[group == g].mean() for g in set(group)])
+        assert r["omega_log10_V0_known_eta"] == pytest.approx(np.sqrt(np.mean(centred**2)))
         assert r["omega_delta_profile_covers"] == (r["omega_delta"] / 2 <= TRUTH["omega_delta"] <= 2 * r["omega_delta"])
     assert study.truth == pytest.approx(TRUTH)
     assert [r["seed"] for r in study.rows] == [5, 6] and all(r["converged"] for r in study.rows), [r["message"] for r in study.rows]
     for s in study.summary:
         assert s["method"] == "foce-i" and s["n_converged"] == 2
-        assert ("profile_coverage" in s) == s["name"].startswith("omega_")
+        assert ("profile_coverage" in s) == ("known_eta_coverage" in s) == s["name"].startswith("omega_")
         est = np.array([r[s["name"]] for r in study.rows])
         se = np.array([r[f"{s['name']}_se"] for r in study.rows])
         assert np.all(np.abs(est - s["true"]) < 4 * se), s["name"]

@@ -137,3 +137,44 @@ def test_sse_combines_chunks_of_one_study(tmp_path, capsys):
     assert "another truth file" in capsys.readouterr().err
     assert main(["sse", str(SPEC), "--combine", str(tmp_path / "a"), str(tmp_path), "--out", str(tmp_path / "bad")]) == 2
     assert "not an hcvdyn sse results folder" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_drawn_patients_are_the_bundled_trials_patients():
+    """drawn_patients at the truth file's seed gives the bundled recovery data's patients: same groups and arms, in
+    id order, and baseline loads within 4 residual SDs of each day-0 sample."""
+    from hcvdyn.estimate.data import read_viral_loads
+    from hcvdyn.estimate.synthetic import drawn_patients
+
+    data = read_viral_loads(ROOT / "fits/tcl_recovery.csv")
+    drawn = drawn_patients(TRUTH)
+    assert len(drawn) == len(data.patients) == 57
+    for p, d in zip(data.patients, drawn):
+        assert (p.arm, p.group) == (d.arm, d.group), p.id
+        assert p.t_days[0] == 0.0 and abs(p.log10_vl[0] - d.params["log10_V0"]) < 4 * 0.2, p.id
+
+
+def test_known_eta_intervals_are_exact_over_many_draws():
+    """The chi-square interval from the drawn random effects covers the true SD in 95% of 600 draws of the design
+    (binomial SD 0.9%), and the realized SD averages the truth times E sqrt(chi2_{n-2} / n) (2 group centres, as
+    the fit shifts both parameters by group). Without delta's group shift its two groups' medians (2.5-fold apart)
+    widen the realized SD, and the interval rarely covers."""
+    from scipy.special import gammaln
+
+    from hcvdyn.estimate.population_design import OuterValue
+    from hcvdyn.estimate.synthetic import drawn_patients, load_truth
+
+    tr = load_truth(TRUTH)
+    values = (OuterValue("log10_V0_group_partial_responder", "covariate", "log10_V0", "linear", 0.0, -5.0, 5.0),
+              OuterValue("omega_log10_V0", "omega", "log10_V0", "linear", 0.3, 1e-3, 5.0),
+              OuterValue("omega_delta", "omega", "delta", "linear", 0.5, 1e-3, 5.0))
+    shift = OuterValue("delta_group_partial_responder", "covariate", "delta", "linear", 0.0, -5.0, 5.0)
+    drawn = [drawn_patients(tr, s) for s in range(1, 601)]
+    got = [tr.known_eta_sds(d, values + (shift,)) for d in drawn]
+    expected = np.exp(gammaln(56 / 2) - gammaln(55 / 2)) * np.sqrt(2 / 57)  # E sqrt(chi2_55 / 57)
+    for label, true in (("omega_log10_V0", 0.35), ("omega_delta", 0.4)):
+        realized = np.array([g[label][0] for g in got])
+        covered = np.mean([g[label][1] <= true <= g[label][2] for g in got])
+        assert 0.925 <= covered <= 0.975, (label, covered)
+        assert realized.mean() == pytest.approx(true * expected, abs=3 * realized.std() / np.sqrt(600)), label
+    unshifted = [tr.known_eta_sds(d, values)["omega_delta"] for d in drawn]
+    assert np.mean([r for r, _, _ in unshifted]) > 0.5 and np.mean([lo <= 0.4 <= hi for _, lo, hi in unshifted]) < 0.2

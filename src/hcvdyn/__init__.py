@@ -28,7 +28,7 @@ from hcvdyn.estimate.marginal import importance_sampling  # noqa: E402
 from hcvdyn.estimate.population_design import Covariate, PopulationDesign  # noqa: E402
 from hcvdyn.estimate.population_diagnostics import population_vpc, sample_rows  # noqa: E402
 from hcvdyn.estimate.population_fit import PopulationFit, fit_population  # noqa: E402
-from hcvdyn.estimate.synthetic import generate_synthetic_trial, load_truth  # noqa: E402
+from hcvdyn.estimate.synthetic import drawn_patients, generate_synthetic_trial, load_truth  # noqa: E402
 from hcvdyn.model.catalog import MODELS, get_model  # noqa: E402
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, dose_arrays, regimen_from_dict  # noqa: E402
 from hcvdyn.model.drugs import DRUGS, Drug, get_drug  # noqa: E402
@@ -63,7 +63,7 @@ __all__ = [
     "NumericalError", "SolverOptions", "Trajectory", "exposure", "log10_load", "simulate", "simulate_batch", "simulate_scipy",
     "solve_log_states", "enable_compilation_cache",
     # estimate
-    "Dataset", "FitSpec", "PatientData", "PatientFit", "TrialFit", "fit_patient", "fit_trial", "generate_synthetic_trial",
+    "Dataset", "FitSpec", "PatientData", "PatientFit", "TrialFit", "fit_patient", "fit_trial", "drawn_patients", "generate_synthetic_trial",
     "load_fit_spec", "load_truth", "read_viral_loads",
     "Covariate", "PopulationDesign", "PopulationFit", "fit_population", "importance_sampling", "population_vpc", "sample_rows",
     # analysis

@@ -67,6 +67,8 @@ def _print_recovery(summary) -> None:
             cov += f", R-matrix Wald {100 * r['wald_R_coverage']:.0f}%"
         if "profile_coverage" in r:
             cov += f", profile {100 * r['profile_coverage']:.0f}%"
+        if "known_eta_coverage" in r:
+            cov += f"; known random effects: mean {r['known_eta_mean']:.4g}, exact interval {100 * r['known_eta_coverage']:.0f}%"
         method = f"{r['method']:10s} " if "method" in r else ""
         print(f"  {method}{r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', math.nan):.4g}  bias {r.get('bias', math.nan):+.4f}  "
               f"SD {r.get('empirical_sd', math.nan):.4f}  mean SE {r.get('mean_se', math.nan):.4f}  {cov}  "

@@ -40,8 +40,11 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95, method: str = "", prefix: str = "") -> list[dict]:
     """Per-parameter summary of replicate rows (keys ``replicate``, ``converged``, ``NAME``, ``NAME_se``,
     ``NAME_wald_covers`` and optionally ``NAME_wald_R_covers`` (population fits: the Wald interval from the R-matrix
-    covariance 2 R^-1 beside the default sandwich) and ``NAME_profile_covers``, each NAME with ``prefix``); only converged
-    replicates count (``PREFIXconverged`` where a prefix is given). ``method`` labels the rows."""
+    covariance 2 R^-1 beside the default sandwich), ``NAME_profile_covers``, and for Omega SDs ``NAME_known_eta`` and
+    ``NAME_known_eta_covers`` (the realized SD of the drawn random effects and its exact interval,
+    :meth:`~hcvdyn.estimate.synthetic.SyntheticTruth.known_eta_sds`: the coverage no estimator can be expected to beat
+    on these draws), each NAME with ``prefix``; only converged replicates count (``PREFIXconverged`` where a prefix is
+    given). ``method`` labels the rows."""
     ok = [r for r in rows if isinstance(c := r.get(f"{prefix}converged"), (bool, np.bool_)) and c]
     out = []
     for name, true in truth.items():
@@ -58,7 +61,10 @@ def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95
             se_r = np.array([r.get(f"{key}_se_R", math.nan) for r in ok], float)
             if np.any(np.isfinite(se_r)):
                 row["mean_se_R"] = float(np.nanmean(se_r))
-        for kind in ("wald", "wald_R", "profile"):
+            known = np.array([r.get(f"{key}_known_eta", math.nan) for r in ok], float)
+            if np.any(np.isfinite(known)):
+                row["known_eta_mean"] = float(np.nanmean(known))
+        for kind in ("wald", "wald_R", "profile", "known_eta"):
             covers = f"{key}_{kind}_covers"
             seen = [r[covers] for r in ok if isinstance(r.get(covers), (bool, np.bool_))]  # NaN: not computed there
             if seen:
@@ -227,6 +233,7 @@ def _population_replicate(spec, data, tr, truth: dict | None, level: float, row:
     the true values of the fit's outer values."""
     from hcvdyn.estimate.population_fit import fit_population
     from hcvdyn.estimate.population_profile import population_profile_interval
+    from hcvdyn.estimate.synthetic import drawn_patients
 
     try:
         fit = fit_population(spec.model, data, spec.regimens_for(data), spec.population)
@@ -244,6 +251,8 @@ def _population_replicate(spec, data, tr, truth: dict | None, level: float, row:
         for r in (r for r in reading.rows(level) if r["name"] in truth):
             row.update({r["name"]: r["estimate"], f"{r['name']}_se{suffix}": r["se"],
                         f"{r['name']}_wald{suffix}_covers": bool(r["lower"] <= truth[r["name"]] <= r["upper"])})
+    for label, (realized, lo, hi) in tr.known_eta_sds(drawn_patients(tr, row["seed"]), fit.values, level).items():
+        row.update({f"{label}_known_eta": realized, f"{label}_known_eta_covers": bool(lo <= truth[label] <= hi)})
     for v in (v for v in fit.values if profile and fit.success and v.kind == "omega" and v.label in truth):
         try:
             lo, hi = population_profile_interval(spec.model, data, spec.regimens_for(data), spec.population, fit, v.label, level).interval

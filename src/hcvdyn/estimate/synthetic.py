@@ -7,7 +7,7 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,9 +19,10 @@ from hcvdyn.model.parameters import check_values
 from hcvdyn.solve.adaptive import simulate
 from hcvdyn.version import __version__
 
-__all__ = ["TruthGroup", "SyntheticTruth", "load_truth", "generate_synthetic_trial"]
+__all__ = ["TruthGroup", "SyntheticTruth", "DrawnPatient", "load_truth", "drawn_patients", "generate_synthetic_trial"]
 
 GROUP_KEYS = ("n", "log10_V0_mean", "log10_V0_sd", "delta_median", "delta_sd_log")
+DRAWN_SCALES = {"log10_V0": "linear", "delta": "log"}  # the scale on which a truth file draws each parameter normally
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class SyntheticTruth:
         """
         ref = max(self.groups, key=lambda g: self.groups[g].n)
         truth = {  # per parameter: (scale the truth is normal on, centre of each group on it, SD of each group)
-            "log10_V0": ("linear", {k: g.log10_V0_mean for k, g in self.groups.items()}, {g.log10_V0_sd for g in self.groups.values()}),
-            "delta": ("log", {k: math.log(g.delta_median) for k, g in self.groups.items()}, {g.delta_sd_log for g in self.groups.values()}),
+            "log10_V0": (DRAWN_SCALES["log10_V0"], {k: g.log10_V0_mean for k, g in self.groups.items()}, {g.log10_V0_sd for g in self.groups.values()}),
+            "delta": (DRAWN_SCALES["delta"], {k: math.log(g.delta_median) for k, g in self.groups.items()}, {g.delta_sd_log for g in self.groups.values()}),
         }
-        by_group = {v.parameter for v in values if v.kind == "covariate" and v.label.startswith(f"{v.parameter}_group_")}
+        by_group = _group_shifted(values)
         out = {}
         for v in values:
             if v.kind in ("shared", "per_arm"):
@@ -111,6 +112,70 @@ class SyntheticTruth:
             if true is not None:
                 out[v.label] = float(true)
         return out
+
+
+    def known_eta_sds(self, patients: Sequence["DrawnPatient"], values, level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+        """{omega label: (realized SD, lower, upper)}: what a fit that saw the drawn patients' parameters without
+        error would report for each Omega SD of a population fit (``values``) that has a true value here.
+
+        The drawn values on the truth's scale (:data:`DRAWN_SCALES`) are centred on their group's mean where the fit
+        shifts that parameter by group, else on the overall mean (k centres); with RSS their sum of squares and n
+        patients the realized SD is sqrt(RSS / n) (the maximum-likelihood estimate from known random effects) and
+        the interval sqrt(RSS / chi2_{1-a/2, n-k}) .. sqrt(RSS / chi2_{a/2, n-k}) covers the true SD with
+        probability ``level`` exactly. Over the replicates of a recovery study this separates the luck of the draw
+        from the estimator: an interval from the data cannot be expected to cover more often than this one.
+        """
+        from scipy.stats import chi2
+
+        truth = self.population_values(values)
+        by_group = _group_shifted(values)
+        out = {}
+        for v in (v for v in values if v.kind == "omega" and v.label in truth and v.parameter in DRAWN_SCALES):
+            x = np.array([p.params[v.parameter] for p in patients], float)
+            x = np.log(x) if DRAWN_SCALES[v.parameter] == "log" else x
+            keys = [p.group if v.parameter in by_group else "" for p in patients]
+            centres = {k: x[[g == k for g in keys]].mean() for k in set(keys)}
+            rss = float(np.sum((x - np.array([centres[k] for k in keys])) ** 2))
+            df = len(x) - len(centres)
+            if df < 1:
+                raise ValueError(f"known_eta_sds: {len(x)} patients in {len(centres)} groups leave no degree of freedom for {v.label}")
+            out[v.label] = (math.sqrt(rss / len(x)), math.sqrt(rss / chi2.ppf(0.5 + level / 2, df)), math.sqrt(rss / chi2.ppf(0.5 - level / 2, df)))
+        return out
+
+
+def _group_shifted(values) -> set[str]:
+    """Parameters that a population fit's outer values shift by the group column."""
+    return {v.parameter for v in values if v.kind == "covariate" and v.label.startswith(f"{v.parameter}_group_")}
+
+
+@dataclass(frozen=True)
+class DrawnPatient:
+    """One synthetic patient as drawn: group, arm and individual parameters (log10_V0 in log10 IU/mL, delta in /day)."""
+
+    group: str
+    arm: str
+    params: Mapping[str, float]
+
+
+def _draw(tr: SyntheticTruth, rng: np.random.Generator) -> list[DrawnPatient]:
+    """Per group: randomize to arms, draw each patient's log10_V0 (normal) and delta (log-normal)."""
+    arms = list(tr.arms)
+    patients = []
+    for gname, g in tr.groups.items():
+        alloc = rng.permutation(np.resize(np.arange(len(arms)), g.n))
+        for j in range(g.n):
+            patients.append(DrawnPatient(gname, arms[alloc[j]], {
+                "log10_V0": float(g.log10_V0_mean + g.log10_V0_sd * rng.standard_normal()),
+                "delta": float(g.delta_median * math.exp(g.delta_sd_log * rng.standard_normal())),
+            }))
+    return patients
+
+
+def drawn_patients(truth, seed: int | None = None) -> tuple[DrawnPatient, ...]:
+    """The patients that :func:`generate_synthetic_trial` draws at ``seed`` (default: the truth file's), in the
+    trial's order (ids S001, S002, ...), without simulating them."""
+    tr = truth if isinstance(truth, SyntheticTruth) else load_truth(truth)
+    return tuple(_draw(tr, np.random.default_rng(tr.seed if seed is None else int(seed))))
 
 
 def load_truth(path) -> SyntheticTruth:
@@ -179,26 +244,19 @@ def generate_synthetic_trial(truth, out_csv=None, seed: int | None = None) -> st
     rng = np.random.default_rng(seed)
     days = np.asarray(tr.sample_days, dtype=float)
     lloq = math.log10(tr.lloq_iu_ml)
-    arms = list(tr.arms)
-    rows, patients = [], []
-    for gname, g in tr.groups.items():
-        alloc = rng.permutation(np.resize(np.arange(len(arms)), g.n))
-        for j in range(g.n):
-            patients.append((gname, arms[alloc[j]], {
-                "log10_V0": float(g.log10_V0_mean + g.log10_V0_sd * rng.standard_normal()),
-                "delta": float(g.delta_median * math.exp(g.delta_sd_log * rng.standard_normal())),
-            }))
+    rows = []
+    patients = _draw(tr, rng)
     drop = set(rng.choice(len(patients), size=tr.n_dropouts, replace=False).tolist())
-    for i, (gname, arm, ind) in enumerate(patients):
+    for i, pat in enumerate(patients):
         pid = f"S{i + 1:03d}"
-        f = simulate(tr.model, {**tr.fixed, **tr.arms[arm], **ind}, t_obs=days).log10_vl
+        f = simulate(tr.model, {**tr.fixed, **tr.arms[pat.arm], **pat.params}, t_obs=days).log10_vl
         y = f + tr.sigma * rng.standard_normal(days.size)
         last = float(rng.choice(tr.dropout_after_days)) if i in drop else days[-1]
         for t, v in zip(days, y):
             if t > last:
                 break
             cens = v < lloq
-            rows.append(f"{pid},{arm},{gname},{t:g},{'' if cens else f'{v:.4f}'},{int(cens)},{tr.lloq_iu_ml:g}")
+            rows.append(f"{pid},{pat.arm},{pat.group},{t:g},{'' if cens else f'{v:.4f}'},{int(cens)},{tr.lloq_iu_ml:g}")
     header = [
         f"# SYNTHETIC DATA - not from any patient. Generated by hcvdyn {__version__} (hcvdyn.generate_synthetic_trial)",
         f"# from {Path(tr.path).name} (sha256 {file_sha256(tr.path)[:16]}), seed {seed}, model {tr.model.name}.",
