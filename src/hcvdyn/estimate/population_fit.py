@@ -158,8 +158,8 @@ class PopulationFit:
 
         Typical values and drug effects: Wald on their parameter's declared scale, mapped back. Covariate shifts and
         Cholesky off-diagonals: Wald, linear. omega (the SDs, or the diagonal of Omega's Cholesky factor) and sigma:
-        Satterthwaite's interval of a variance component, the default of SAS PROC MIXED (Milliken & Johnson 1992,
-        Analysis of Messy Data I, ch. 19): x^2 is read as Omega chi2_nu / nu with nu = 2 (x^2 / SE(x^2))^2
+        Satterthwaite's interval of a variance component (Satterthwaite 1946, Biometrics Bulletin 2:110; the form of
+        SAS PROC MIXED's CL option): x^2 is read as Omega chi2_nu / nu with nu = 2 (x^2 / SE(x^2))^2
         = x^2 / (2 SE^2), so x sqrt(nu / chi2_{1-a/2, nu}) .. x sqrt(nu / chi2_{a/2, nu}). It stays above 0,
         reaches further above the estimate than below as the likelihood of an SD does, and tends to the Wald
         interval as nu grows; with the SE of n known random effects, x / sqrt(2n), it is the exact chi2_n interval.
