@@ -143,6 +143,30 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     assert all(min(abs(g - f) for f in (lo, k_hat, hi)) >= spacing / 3 for g in thinned)
 
 
+def test_satterthwaite_interval_of_a_standard_deviation():
+    """The SD of n draws about a known mean (se = sd / sqrt(2 n)) gets the exact chi2_n interval at any level;
+    the interval tends to Wald's as the SE shrinks, never moves inwards as it grows, and takes 0, inf, NaN SEs."""
+    from scipy.stats import chi2, norm
+
+    from hcvdyn.estimate.profile import satterthwaite_interval
+
+    for n, level in ((200, 0.95), (12, 0.9), (5, 0.99)):
+        lo, hi = satterthwaite_interval(0.3, 0.3 / math.sqrt(2 * n), level)
+        exact = (0.3 * math.sqrt(n / chi2.ppf(0.5 + level / 2, n)), 0.3 * math.sqrt(n / chi2.ppf(0.5 - level / 2, n)))
+        assert (lo, hi) == pytest.approx(exact, rel=1e-6), (n, level)
+    # chi2_200's 97.5% and 2.5% points by Wilson & Hilferty's cube root (1931), 241.06 and 162.72, independently
+    assert satterthwaite_interval(0.2, 0.01) == pytest.approx((0.2 * math.sqrt(200 / 241.06), 0.2 * math.sqrt(200 / 162.72)), rel=1e-4)
+    z = norm.ppf(0.975)
+    lo, hi = satterthwaite_interval(0.2, 1e-5)
+    assert (0.2 - lo, hi - 0.2) == pytest.approx((z * 1e-5, z * 1e-5), rel=1e-3) and hi - 0.2 > 0.2 - lo
+    bounds = [satterthwaite_interval(0.2, se) for se in np.geomspace(1e-4, 100, 200)]
+    assert all(b[0] <= a[0] and b[1] >= a[1] for a, b in zip(bounds, bounds[1:]))  # wider as the SE grows
+    assert bounds[-1][0] > 0 and bounds[-1][1] > 1e15
+    assert satterthwaite_interval(0.2, 0.0) == (0.2, 0.2) and satterthwaite_interval(0.2, math.inf) == (0.0, math.inf)
+    assert all(math.isnan(v) for v in satterthwaite_interval(0.2, math.nan))
+    with pytest.raises(ValueError, match="sd > 0"):
+        satterthwaite_interval(0.0, 0.1)
+
 @pytest.mark.slow
 def test_wald_intervals_stay_inside_the_bounds_on_the_declared_scale():
     """Fractions on the logit scale, log-scale parameters on the log scale, then back: eps near 1, whose linear

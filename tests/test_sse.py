@@ -158,6 +158,8 @@ def test_known_eta_intervals_are_exact_over_many_draws():
     (binomial SD 0.9%), and the realized SD averages the truth times E sqrt(chi2_{n-2} / n) (2 group centres, as
     the fit shifts both parameters by group). Without delta's group shift its two groups' medians (2.5-fold apart)
     widen the realized SD, and the interval rarely covers."""
+    from dataclasses import replace
+
     from scipy.special import gammaln
 
     from hcvdyn.estimate.population_design import OuterValue
@@ -176,5 +178,9 @@ def test_known_eta_intervals_are_exact_over_many_draws():
         covered = np.mean([g[label][1] <= true <= g[label][2] for g in got])
         assert 0.925 <= covered <= 0.975, (label, covered)
         assert realized.mean() == pytest.approx(true * expected, abs=3 * realized.std() / np.sqrt(600)), label
+    # the degrees of freedom count the group centres: with 4 patients per group, chi2_6 (not chi2_8) covers 95%
+    small = replace(tr, groups={k: replace(g, n=4) for k, g in tr.groups.items()})
+    few = [small.known_eta_sds(drawn_patients(small, s), values + (shift,))["omega_log10_V0"] for s in range(1, 2001)]
+    assert 0.935 <= np.mean([lo <= 0.35 <= hi for _, lo, hi in few]) <= 0.965  # 3 binomial SDs; chi2_8 limits would cover 89.5%
     unshifted = [tr.known_eta_sds(d, values)["omega_delta"] for d in drawn]
     assert np.mean([r for r, _, _ in unshifted]) > 0.5 and np.mean([lo <= 0.4 <= hi for _, lo, hi in unshifted]) < 0.2

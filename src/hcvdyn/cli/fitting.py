@@ -99,7 +99,8 @@ def _population_fit(args, spec, data, regs, out) -> int:
         unit = "" if r["unit"] in ("1", "linear") else f" {r['unit']}"
         prof = (f"; profile [{r['profile95_low']:.4g}, {r['profile95_high']:.4g}]" if r["name"] in profiles
                 else "; profile failed" if r["name"] in failed else "")
-        print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  Wald 95% [{r['lower']:.4g}, {r['upper']:.4g}]{prof}")
+        method = "Satterthwaite" if r["scale"] == "variance (Satterthwaite)" else "Wald"
+        print(f"  {r['name']:24s} {r['estimate']:.4g}{unit}  RSE {r['rse_percent']:.1f}%  {method} 95% [{r['lower']:.4g}, {r['upper']:.4g}]{prof}")
     print("  shrinkage: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in fit.shrinkage.items()))
     if not fit.success:
         print(f"hcvdyn: warning: {fit.message}", file=sys.stderr)

@@ -15,6 +15,7 @@ import numpy as np
 
 from hcvdyn.estimate.covariance import CovarianceStep, covariance_step, hessian_from_gradient
 from hcvdyn.estimate.population_design import OuterValue, PopulationDesign, PopulationProblem, build_population_problem
+from hcvdyn.estimate.profile import satterthwaite_interval
 from hcvdyn.solve.options import NumericalError
 
 __all__ = ["PopulationFit", "fit_population", "PopulationObjective", "outer_minimizer", "start_inverse_hessian", "newton_decrease", "GRADIENT_TOL", "DECREASE_TOL"]
@@ -158,15 +159,11 @@ class PopulationFit:
 
         Typical values and drug effects: Wald on their parameter's declared scale, mapped back. Covariate shifts and
         Cholesky off-diagonals: Wald, linear. omega (the SDs, or the diagonal of Omega's Cholesky factor) and sigma:
-        Satterthwaite's interval of a variance component (Satterthwaite 1946, Biometrics Bulletin 2:110; the form of
-        SAS PROC MIXED's CL option): x^2 is read as Omega chi2_nu / nu with nu = 2 (x^2 / SE(x^2))^2
-        = x^2 / (2 SE^2), so x sqrt(nu / chi2_{1-a/2, nu}) .. x sqrt(nu / chi2_{a/2, nu}). It stays above 0,
-        reaches further above the estimate than below as the likelihood of an SD does, and tends to the Wald
-        interval as nu grows; with the SE of n known random effects, x / sqrt(2n), it is the exact chi2_n interval.
-        Below nu = 1 the lower limit is 0 (an SD the data do not bound away from 0).
-        Over 100 recovery replicates it covered the omegas more often than the log-scale Wald interval it replaces
-        (docs/population.md)."""
-        from scipy.stats import chi2, norm
+        :func:`~hcvdyn.estimate.profile.satterthwaite_interval`, read from the variance (above 0, longer above than
+        below, as the likelihood of an SD is). Over the 100 persisted recovery replicates it covered omega log10 V0
+        more often than the log-scale Wald interval it replaced (docs/population.md, which also gives its check
+        on fresh seeds)."""
+        from scipy.stats import norm
 
         z = norm.ppf(0.5 + level / 2)
         out = []
@@ -177,14 +174,8 @@ class PopulationFit:
             back = (lambda y: float(self.declared[v.parameter].from_scale(y))) if mapped else float
             est = back(x)
             se_nat = abs(back(x + 1e-6) - back(x - 1e-6)) / 2e-6 * se if math.isfinite(se) else math.nan
-            if positive and not (math.isfinite(se) and se > 0):  # no covariance (NaN), none needed (0), none to have (inf)
-                lower, upper = (math.nan, math.nan) if math.isnan(se) else (x, x) if se == 0 else (0.0, math.inf)
-            elif positive:
-                nu = x * x / (2 * se * se)
-                low_q, high_q = chi2.ppf(0.5 + level / 2, nu), chi2.ppf(0.5 - level / 2, nu)
-                # below nu = 1 (RSE of the SD over 71%) chi2's upper quantile falls faster than nu: lower limit 0
-                lower = float(x * math.sqrt(nu / low_q)) if nu >= 1 else 0.0
-                upper = float(x * math.sqrt(nu / high_q)) if high_q > 0 else math.inf
+            if positive:
+                lower, upper = satterthwaite_interval(x, se, level)
             else:
                 lower, upper = back(x - z * se), back(x + z * se)
             unit = (self.declared[v.parameter].unit if mapped else "log10 IU/mL (residual SD)" if v.kind == "sigma"

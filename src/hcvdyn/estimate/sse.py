@@ -42,9 +42,10 @@ def summarize(rows: Sequence[dict], truth: dict[str, float], level: float = 0.95
     ``NAME_wald_covers`` and optionally ``NAME_wald_R_covers`` (population fits: the Wald interval from the R-matrix
     covariance 2 R^-1 beside the default sandwich), ``NAME_profile_covers``, and for Omega SDs ``NAME_known_eta`` and
     ``NAME_known_eta_covers`` (the realized SD of the drawn random effects and its exact interval,
-    :meth:`~hcvdyn.estimate.synthetic.SyntheticTruth.known_eta_sds`: the coverage no estimator can be expected to beat
-    on these draws), each NAME with ``prefix``; only converged replicates count (``PREFIXconverged`` where a prefix is
-    given). ``method`` labels the rows."""
+    :meth:`~hcvdyn.estimate.synthetic.SyntheticTruth.known_eta_sds`: how often an exact interval from the true random
+    effects covered on these draws), each NAME with ``prefix``; only converged replicates count (``PREFIXconverged``
+    where a prefix is given). ``method`` labels the rows. ``wald`` is the fit's reported interval: Wald on the
+    parameter's scale, Satterthwaite's for a population fit's omegas and sigma."""
     ok = [r for r in rows if isinstance(c := r.get(f"{prefix}converged"), (bool, np.bool_)) and c]
     out = []
     for name, true in truth.items():

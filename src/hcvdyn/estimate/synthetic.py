@@ -122,8 +122,10 @@ class SyntheticTruth:
         shifts that parameter by group, else on the overall mean (k centres); with RSS their sum of squares and n
         patients the realized SD is sqrt(RSS / n) (the maximum-likelihood estimate from known random effects) and
         the interval sqrt(RSS / chi2_{1-a/2, n-k}) .. sqrt(RSS / chi2_{a/2, n-k}) covers the true SD with
-        probability ``level`` exactly. Over the replicates of a recovery study this separates the luck of the draw
-        from the estimator: an interval from the data cannot be expected to cover more often than this one.
+        probability ``level`` exactly, given that the groups share the SD (else there is no single true value and
+        no row) and that the fit shifts the parameter by group wherever the groups' centres differ (else the
+        differences widen the realized SD). Over the replicates of a recovery study this separates the luck of the
+        draw from the estimator: on the same draws, an exact interval from the true random effects covered this often.
         """
         from scipy.stats import chi2
 

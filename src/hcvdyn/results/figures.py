@@ -106,7 +106,7 @@ def population_figures(folder: Path, meta: dict) -> dict:
     truth = meta.get("truth", {})
     rows = [{"name": r["name"], "unit": r["unit"], "value": r["estimate"], "lower": r["lower"], "upper": r["upper"],
              "truth": truth.get(r["name"], math.nan)} for r in read_csv(folder / "parameters.csv") if math.isfinite(r["lower"])]
-    figs["forest"] = plots.plot_forest(rows, f"population fit ({meta['options']['method']})")
+    figs["forest"] = plots.plot_forest(rows, f"population fit ({meta['options']['method']})", "95% (Wald; SDs: Satterthwaite)")
     return figs
 
 

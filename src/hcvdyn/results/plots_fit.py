@@ -92,9 +92,10 @@ def plot_vpc(observed, simulated, lloq_log10: float, percentiles=(10, 50, 90)):
     return fig
 
 
-def plot_forest(rows, title: str = "estimates with 95% intervals"):
+def plot_forest(rows, title: str = "estimates with 95% intervals", interval: str = "Wald 95%"):
     """Forest plot; one panel per unit. rows: dicts with name, unit, value, lower, upper, and optional
-    profile_lower/profile_upper (a second interval) and truth (a known value, e.g. of synthetic data)."""
+    profile_lower/profile_upper (a second interval) and truth (a known value, e.g. of synthetic data); ``interval``
+    names the lower-upper interval in the legend."""
     matplotlib, plt = pyplot()
     if not rows:
         raise ValueError("plot_forest: no estimates")
@@ -106,7 +107,7 @@ def plot_forest(rows, title: str = "estimates with 95% intervals"):
         for ax, unit, group in zip(axes[:, 0], units, groups):
             y = np.arange(len(group))[::-1]
             for yi, r in zip(y, group):
-                ax.plot([r["lower"], r["upper"]], [yi, yi], color="#0072B2", lw=1.6, label="Wald 95%" if yi == y[0] else None)
+                ax.plot([r["lower"], r["upper"]], [yi, yi], color="#0072B2", lw=1.6, label=interval if yi == y[0] else None)
                 if math.isfinite(r.get("profile_lower", math.nan)):
                     ax.plot([r["profile_lower"], r["profile_upper"]], [yi - 0.22] * 2, color="#D55E00", lw=1.6,
                             label="profile 95%" if yi == y[0] else None)

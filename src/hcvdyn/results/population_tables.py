@@ -1,5 +1,6 @@
-"""Result tables of a population fit: the parameter table (estimates with units, SE, RSE% and Wald intervals),
-per-patient empirical Bayes estimates and individual parameters, and the provenance record."""
+"""Result tables of a population fit: the parameter table (estimates with units, SE, RSE% and 95% intervals: Wald,
+Satterthwaite's for the omegas and sigma), per-patient empirical Bayes estimates and individual parameters, and the
+provenance record."""
 
 from __future__ import annotations
 
