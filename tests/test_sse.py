@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hcvdyn.cli import main
-from hcvdyn.estimate.sse import summarize, wilson_interval
+from hcvdyn.estimate.sse import same_keys, summarize, wilson_interval
+from hcvdyn.results.writers import rows_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "fits/tcl_recovery.toml"
@@ -42,6 +43,13 @@ def test_summarize_counts_only_converged_replicates():
     rows[0]["a_profile_covers"], rows[1]["a_profile_covers"], rows[2]["a_profile_covers"] = True, np.nan, False
     (s,) = summarize(rows, {"a": 1.0})
     assert s["profile_coverage"] == 0.5 and (s["profile_coverage_low"], s["profile_coverage_high"]) == pytest.approx(wilson_interval(1, 2))
+    # a column only the second parameter has still reaches the table (rows_csv takes its header from the first row)
+    two = [{"replicate": i, "converged": True, "a": 1.0, "a_se": 0.1, "a_wald_covers": True,
+            "b": 2.0, "b_se": 0.1, "b_wald_covers": True, "b_profile_covers": i == 1} for i in (1, 2)]
+    summary = summarize(two, {"a": 1.0, "b": 2.0})
+    assert "profile_coverage" not in rows_csv(summary).splitlines()[0]
+    table = [line.split(",") for line in rows_csv(same_keys(summary)).splitlines()]
+    assert table[2][table[0].index("profile_coverage")] == "0.5" and table[1][table[0].index("profile_coverage")] in ("", "nan")
 
 
 @pytest.mark.slow

@@ -61,13 +61,16 @@ def _synergy(args, spec, truth, parts):
 
 
 def _print_recovery(summary) -> None:
+    def has(r, key):  # a summary column this row has a number in
+        return isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+
     for r in summary:
         cov = f"Wald coverage {100 * r['wald_coverage']:.0f}% [{100 * r['wald_coverage_low']:.0f}, {100 * r['wald_coverage_high']:.0f}]"
-        if "wald_R_coverage" in r:
+        if has(r, "wald_R_coverage"):
             cov += f", R-matrix Wald {100 * r['wald_R_coverage']:.0f}%"
-        if "profile_coverage" in r:
+        if has(r, "profile_coverage"):
             cov += f", profile {100 * r['profile_coverage']:.0f}%"
-        if "known_eta_coverage" in r:
+        if has(r, "known_eta_coverage"):
             cov += f"; known random effects: mean {r['known_eta_mean']:.4g}, exact interval {100 * r['known_eta_coverage']:.0f}%"
         method = f"{r['method']:10s} " if "method" in r else ""
         print(f"  {method}{r['name']:14s} true {r['true']:.4g}  mean {r.get('mean', math.nan):.4g}  bias {r.get('bias', math.nan):+.4f}  "

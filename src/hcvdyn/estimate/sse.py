@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["RecoveryStudy", "recovery_study", "combine_studies", "merged_replicates", "replicate_trials", "wilson_interval", "summarize"]
+__all__ = ["RecoveryStudy", "recovery_study", "combine_studies", "merged_replicates", "replicate_trials", "same_keys", "wilson_interval",
+           "summarize"]
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -143,12 +144,11 @@ def recovery_study(spec_path, truth_path, n_replicates: int, seed: int = 1, leve
                   f"{'' if row['converged'] else ' (not converged: ' + row['message'] + ')'}", file=sys.stderr, flush=True)
     if truth is None:
         raise ValueError(f"recovery_study: no replicate of {truth_path} could be fitted: {rows[0]['message']}")
-    keys = list(dict.fromkeys(k for r in rows for k in r))  # failed replicates lack the estimates: NaN there
-    rows = [{k: r.get(k, math.nan) for k in keys} for r in rows]
+    rows = same_keys(rows)  # failed replicates lack the estimates: NaN there
     summary = summarize(rows, truth, level, method)
     if population and compare:
         summary += summarize(rows, trial_truth, level, TRIAL_FIT, COMPARED)
-    return RecoveryStudy(tuple(rows), tuple(summary), truth, level, seeds)
+    return RecoveryStudy(tuple(rows), tuple(same_keys(summary)), truth, level, seeds)
 
 
 def replicate_trials(truth, seeds: Sequence[int]):
@@ -188,7 +188,14 @@ def combine_studies(parts: Sequence[RecoveryStudy]) -> RecoveryStudy:
     for m in methods:
         prefix = COMPARED if m == TRIAL_FIT and len(methods) > 1 else ""
         summary += summarize(rows, truths[m], first.level, m, prefix)
-    return RecoveryStudy(rows, tuple(summary), first.truth, first.level, seeds)
+    return RecoveryStudy(rows, tuple(same_keys(summary)), first.truth, first.level, seeds)
+
+
+def same_keys(rows: Sequence[dict]) -> list[dict]:
+    """The rows with every key any of them has, in first-seen order, NaN where a row lacks it (a table's columns:
+    summary rows of omegas carry coverage columns that fixed effects lack, failed replicates lack estimates)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k, math.nan) for k in keys} for r in rows]
 
 
 def merged_replicates(parts, where: str) -> tuple[tuple[dict, ...], tuple[int, ...]]:
@@ -200,9 +207,8 @@ def merged_replicates(parts, where: str) -> tuple[tuple[dict, ...], tuple[int, .
             if s in seen:
                 raise ValueError(f"{where}: seed {s} is in parts {seen[s] + 1} and {k + 1}")
             seen[s] = k
-    rows = sorted((r for part in parts for r in part.rows), key=lambda r: r["seed"])
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    return tuple({**{k: r.get(k, math.nan) for k in keys}, "replicate": i + 1} for i, r in enumerate(rows)), tuple(sorted(seen))
+    rows = same_keys(sorted((r for part in parts for r in part.rows), key=lambda r: r["seed"]))
+    return tuple({**r, "replicate": i + 1} for i, r in enumerate(rows)), tuple(sorted(seen))
 
 
 def _trial_replicate(spec, data, truth: dict, profiled: tuple, level: float, row: dict, prefix: str) -> None:
