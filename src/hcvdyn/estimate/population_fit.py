@@ -312,7 +312,11 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
         n = len(x)
         cov = CovarianceStep(design.covariance, False, "covariance step not run (covariance=False)", problem.labels,
                              np.full((n, n), np.nan), scores.T @ scores, None, math.nan)
-    decrease = newton_decrease(cov.R, grad) if covariance and not at_bound else math.nan
+    R = cov.R if covariance else None
+    if R is None and largest >= GRADIENT_TOL and not at_bound:  # the decrement needs R even without the covariance step
+        R = hessian_from_gradient(objective.gradient, x)
+    free = ~held
+    decrease = newton_decrease(R[np.ix_(free, free)], grad[free]) if R is not None and not at_bound else math.nan
     if largest < GRADIENT_TOL:
         criterion = f"largest |gradient| {largest:.1e}"
     elif decrease < DECREASE_TOL:
