@@ -94,8 +94,14 @@ def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
 
 
 def minimize_least_squares(residual, jacobian, pars, max_nfev):
-    """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it."""
+    """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it.
+
+    Its linear algebra (an SVD of the Jacobian per iteration, a few hundred columns) runs on one BLAS thread:
+    OpenBLAS's threads gain nothing at this size and, beside another busy process or JAX's own threads, make
+    each SVD up to 20 times slower (benchmarks/blas_threads.py)."""
     import lmfit
+    from threadpoolctl import threadpool_limits
 
     mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
-    return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
