@@ -52,7 +52,7 @@ def linear():
 def total_ofv(eng, arrays, x):
     eta, ok, _ = eng.modes(jnp.asarray(x), arrays, jnp.zeros((N_PAT, eng.layout.n_eta)))
     assert bool(np.all(ok))
-    value, grads = eng.objective(jnp.asarray(x), arrays, eta)
+    value, grads, _ = eng.objective(jnp.asarray(x), arrays, eta)
     return float(np.sum(value)), np.asarray(grads).sum(axis=0), eta
 
 

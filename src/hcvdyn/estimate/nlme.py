@@ -162,7 +162,9 @@ class Engine:
     """Compiled population objective for one prediction function, layout and method (:func:`engine`).
 
     modes(x, arrays, eta0) -> (eta^, ok, iterations): conditional modes by Levenberg-Marquardt.
-    objective(x, arrays, eta^) -> (OFV_i, dOFV_i/dx): per patient (N,) and (N, size), exact (module docstring).
+    objective(x, arrays, eta^) -> (OFV_i, dOFV_i/dx, (eta~, decrement, g_i(eta^))): per patient (N,) and (N, size),
+        exact (module docstring); eta~ the exact Newton step from eta^ and its decrement of g_i/2 (inf where
+        the exact Hessian of g_i is not positive definite), with which the modes are polished.
     conditional(x, arrays, eta) -> (g_i, H_i, OFV_i): g, the method's H and the OFV terms at given eta, without
         derivatives in x (importance sampling, finite-difference comparisons).
     """
@@ -238,19 +240,27 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
             return neg2ll(f_of(eta), pat.y, pat.cens, pat.lloq, pat.mask, sigma) + jnp.sum((Linv @ eta) ** 2)
 
         held = jax.lax.stop_gradient(jax.hessian(g)(eta_hat))
-        eta = eta_hat - jnp.linalg.solve(held, jax.grad(g)(eta_hat))  # implicit derivative of the mode
+        grad_hat = jax.grad(g)(eta_hat)
+        step = jnp.linalg.solve(held, grad_hat)
+        eta = eta_hat - step  # implicit derivative of the mode
         if method == "laplace":
             H = 0.5 * jax.hessian(g)(eta)
         else:
             A = jax.jacfwd(f_of)(eta)
             w = gn_weights(f_of(eta), pat.cens, pat.lloq, pat.mask, sigma)
             H = A.T @ (w[:, None] * A) + Linv.T @ Linv
-        return g(eta) + logdet_omega + jnp.linalg.slogdet(H)[1]
+        # the exact Newton decrement of g/2 at eta^ (inf where g's Hessian is not positive definite): how far the
+        # Gauss-Newton mode may still lie from the true one along a direction where g's exact curvature is small
+        positive = jnp.linalg.eigvalsh(held)[0] > 0
+        decrement = jnp.where(positive, 0.5 * grad_hat @ step, jnp.inf)
+        newton = jax.lax.stop_gradient((eta, decrement, g(eta_hat)))
+        return g(eta) + logdet_omega + jnp.linalg.slogdet(H)[1], newton
 
     def one_objective(x, pat, eta_hat):
         beta, _, _ = layout.split(x, sigma_fixed)
         j = jet(u_of(pat, beta, eta_hat), pat.context, pat.effects)
-        return jax.value_and_grad(ofv_point)(x, pat, eta_hat, beta, j)
+        (value, newton), grad = jax.value_and_grad(ofv_point, has_aux=True)(x, pat, eta_hat, beta, j)
+        return value, grad, newton
 
     def one_conditional(x, pat, eta):
         beta, L, sigma = layout.split(x, sigma_fixed)

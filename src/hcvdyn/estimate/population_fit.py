@@ -13,8 +13,18 @@ from typing import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from hcvdyn.estimate.covariance import CovarianceStep, covariance_step, hessian_from_gradient
-from hcvdyn.estimate.population_design import OuterValue, PopulationDesign, PopulationProblem, build_population_problem
+from hcvdyn.estimate.covariance import (
+    CovarianceStep,
+    covariance_step,
+    hessian_from_gradient,
+)
+from hcvdyn.estimate.population_design import (
+    OuterValue,
+    PopulationDesign,
+    PopulationProblem,
+    build_population_problem,
+)
+from hcvdyn.estimate.population_objective import PopulationObjective
 from hcvdyn.estimate.profile import satterthwaite_interval
 from hcvdyn.solve.options import NumericalError
 
@@ -22,6 +32,7 @@ __all__ = ["PopulationFit", "fit_population", "PopulationObjective", "outer_mini
 
 GRADIENT_TOL = 1e-3  # converged: no entry of lmfit's (internal) gradient of the OFV exceeds this, or
 DECREASE_TOL = 1e-3  # the OFV lies less than this above the optimum by the Newton decrement (no estimate at a bound)
+MODE_SWITCHES = 2  # refits from a patient's lower conditional mode, at most
 
 
 def newton_decrease(R: np.ndarray, gradient: np.ndarray) -> float:
@@ -35,75 +46,6 @@ def newton_decrease(R: np.ndarray, gradient: np.ndarray) -> float:
         return math.nan
     w = np.linalg.solve(c, gradient)
     return float(0.5 * w @ w)
-
-
-class PopulationObjective:
-    """OFV(x), its gradient and the modes, evaluated once per point; the modes of the best point so far warm-start
-    the next. A point where some patient's mode cannot be found has OFV = inf, and ``failed`` names those patients.
-
-    gradient: "exact" (JAX through the solver and the implicit derivative of the modes, :mod:`hcvdyn.estimate.nlme`)
-    or "differences" (central differences of the OFV, modes found again at each point: the usual approach of
-    other tools, kept for comparison; ``benchmarks/nlme.py``).
-    """
-
-    def __init__(self, engine, arrays, ids: tuple[str, ...], gradient: str = "exact"):
-        if gradient not in ("exact", "differences"):
-            raise ValueError(f"gradient {gradient!r}: use 'exact' or 'differences'")
-        self.engine, self.arrays, self.ids, self.how = engine, arrays, tuple(ids), gradient
-        self.best = (math.inf, np.zeros((len(self.ids), engine.layout.n_eta)))
-        self.failed: tuple[str, ...] = ()
-        self._last: tuple[bytes, tuple] | None = None
-        self.evaluations = 0
-
-    def _modes(self, xj):
-        eng, arrays = self.engine, self.arrays
-        eta, ok, _ = (np.asarray(a) for a in eng.modes(xj, arrays, jnp.asarray(self.best[1])))
-        if not ok.all():  # retry those patients from eta = 0
-            eta0, ok0, _ = (np.asarray(a) for a in eng.modes(xj, arrays, jnp.zeros_like(jnp.asarray(eta))))
-            eta = np.where((~ok & ok0)[:, None], eta0, eta)
-            ok = ok | ok0
-        return eta, ok
-
-    def _per_patient(self, x) -> np.ndarray | None:
-        """OFV_i at x without derivatives (None where a mode is not found)."""
-        xj = jnp.asarray(x)
-        eta, ok = self._modes(xj)
-        return np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2]) if ok.all() else None
-
-    def evaluate(self, x) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        """(OFV, gradient, per-patient gradients (N, p), modes (N, q)) at x (lmfit's external values)."""
-        x = np.asarray(x, dtype=float)
-        if self._last is not None and self._last[0] == x.tobytes():
-            return self._last[1]
-        xj = jnp.asarray(x)
-        eta, ok = self._modes(xj)
-        self.evaluations += 1
-        if not ok.all():
-            self.failed = tuple(pid for pid, good in zip(self.ids, ok) if not good)
-            out = (math.inf, np.full(x.size, np.nan), np.full((len(ok), x.size), np.nan), eta)
-        else:
-            if self.how == "exact":
-                per, grads = (np.asarray(a) for a in self.engine.objective(xj, self.arrays, jnp.asarray(eta)))
-            else:
-                per = np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2])
-                grads = np.full((len(ok), x.size), np.nan)
-                for k in range(x.size):
-                    h = 1e-4 * max(1.0, abs(x[k]))  # above the modes' noise (OFV_i to ~1e-6)
-                    up, down = self._per_patient(x + h * np.eye(x.size)[k]), self._per_patient(x - h * np.eye(x.size)[k])
-                    if up is not None and down is not None:
-                        grads[:, k] = (up - down) / (2 * h)
-            value = float(per.sum())
-            out = (value if math.isfinite(value) else math.inf, grads.sum(axis=0), grads, eta)
-            if value < self.best[0]:
-                self.best = (value, eta)
-        self._last = (x.tobytes(), out)
-        return out
-
-    def value(self, x) -> float:
-        return self.evaluate(x)[0]
-
-    def gradient(self, x) -> np.ndarray:
-        return self.evaluate(x)[1]
 
 
 @dataclass(frozen=True)
@@ -301,7 +243,21 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
         else:
             if objective.value(x2) <= objective.value(x):
                 out, x, note = out2, x2, f"{out2.message} (restarted once from the end point)"
+    switched: list[str] = []
+    for _ in range(MODE_SWITCHES):  # the fit must end on every patient's lowest mode that we can find
+        eta_low, ids, rivals = objective.second_modes(x)
+        if not ids:
+            break
+        switched += ids
+        objective.restart_modes(eta_low)
+        try:
+            out2, x2 = _minimize(objective, problem.values, x, design.max_iter, held)
+        except (ValueError, FloatingPointError):
+            break
+        out, x, note = out2, x2, f"{out2.message} (refitted from the lower conditional mode of {sorted(set(switched))})"
+    still, rivals = objective.second_modes(x)[1:] if switched else (ids, rivals)
     ofv, grad, scores, eta = objective.evaluate(x)
+    unsettled = objective.unsettled  # at x (the covariance step evaluates elsewhere)
     largest = float(np.max(np.abs(grad * _internal_scale(out.params, problem.values))[~held], initial=0.0))
     at_bound = [v.label for v, xv in zip(problem.values, x) if v.label not in hold and (
                 np.isfinite(v.lower) and abs(xv - v.lower) < 1e-6 * max(1, abs(v.lower))
@@ -325,6 +281,18 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
         criterion = None
     messages = [] if criterion else [f"not converged: largest |gradient| {largest:.2g} (> {GRADIENT_TOL}), OFV "
                                      f"{decrease:.2g} above the optimum by the Newton decrement (> {DECREASE_TOL}); {note}"]
+    if still:
+        messages.append(f"patient(s) {list(still)} have a lower conditional mode than the one the fit ended on: their conditional "
+                        "density has two modes here, so the objective switches between them and has no smooth optimum")
+    if rivals and messages:  # what may have stopped the fit: a patient whose two modes swap nearby
+        shown = ", ".join(f"{pid} (g_i {dg:+.3g}, OFV_i {dofv:+.3g})" for pid, (dg, dofv) in sorted(rivals.items(), key=lambda r: r[1][0])[:3])
+        messages.append(f"patient(s) with a second conditional mode at the estimate, its g_i and OFV_i minus those of the mode used: "
+                        f"{shown}; where g_i ties, FOCE-I's and Laplace's objective jumps, so a fit can stop there (the "
+                        "importance-sampling marginal likelihood, hcvdyn.estimate.marginal, has no such jump)")
+    if unsettled:
+        messages.append(f"the conditional modes of patient(s) {list(unsettled)} are not settled: exact Newton steps on "
+                        "their g_i do not converge (its Hessian is not positive definite there, or the steps stall), so their "
+                        "OFV terms and gradients are approximate")
     if at_bound:
         messages.append(f"estimate(s) at a bound: {at_bound}")
     if covariance and not cov.ok:
