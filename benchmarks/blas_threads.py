@@ -42,9 +42,10 @@ def svd_seconds(shape: tuple[int, int], repeat: int, threads: int | None) -> flo
     return float(np.median(times))
 
 
-def _busy(shape, threads, stop):
+def _busy(shape, threads, stop, ready):
     a = np.random.default_rng(1).random(shape)
     with threadpool_limits(limits=threads, user_api="blas"):
+        ready.set()
         while not stop.is_set():
             scipy.linalg.svd(a, full_matrices=False)
 
@@ -60,11 +61,12 @@ def main(argv=None):
     for beside in (False, True):
         for threads in (None, 1):
             ctx = mp.get_context("spawn")  # not fork: JAX's threads are running
-            stop, other = ctx.Event(), None
+            stop, ready, other = ctx.Event(), ctx.Event(), None
             if beside:  # a second process doing the same, with the same thread setting
-                other = ctx.Process(target=_busy, args=(shape, threads, stop), daemon=True)
+                other = ctx.Process(target=_busy, args=(shape, threads, stop, ready), daemon=True)
                 other.start()
-                time.sleep(3.0)  # its imports
+                if not ready.wait(timeout=120):
+                    raise RuntimeError("the second process did not start within 2 minutes")
             results[beside, threads] = svd_seconds(shape, args.repeat, threads)
             if other is not None:
                 stop.set()

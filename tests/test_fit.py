@@ -666,3 +666,29 @@ def test_bracketed_profile_interval_finds_the_exact_crossings_and_decides_as_the
         lo2, hi2 = bracketed_profile_interval(delta, k_hat, 0.05, (0.0, 5.0), known=[known])
         assert just not in calls and (lo2 <= just <= hi2) == (known[1] < crit)
     assert bracketed_profile_interval(delta, k_hat, 0.05, (0.0, k_hat + 0.01))[1] == k_hat + 0.01
+
+
+def test_least_squares_runs_on_the_requested_blas_threads(monkeypatch):
+    """The fit's linear algebra runs on $HCVDYN_BLAS_THREADS BLAS threads (default 1); a bad value is refused by name."""
+    import lmfit
+    from threadpoolctl import threadpool_info
+
+    from hcvdyn.estimate.optimize import blas_threads, minimize_least_squares
+
+    seen = []
+
+    def residual(pars):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return np.array([pars["a"].value - 1.0, 2 * (pars["a"].value - 1.0)])
+
+    pars = lmfit.Parameters()
+    pars.add("a", value=3.0)
+    monkeypatch.delenv("HCVDYN_BLAS_THREADS", raising=False)
+    out = minimize_least_squares(residual, lambda p: np.array([[1.0], [2.0]]), pars, 100)
+    assert out.params["a"].value == pytest.approx(1.0) and set(seen) == {1}
+    monkeypatch.setenv("HCVDYN_BLAS_THREADS", "2")
+    assert blas_threads() == 2
+    for bad in ("0", "two"):
+        monkeypatch.setenv("HCVDYN_BLAS_THREADS", bad)
+        with pytest.raises(ValueError, match="HCVDYN_BLAS_THREADS"):
+            blas_threads()

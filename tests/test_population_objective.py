@@ -57,10 +57,27 @@ def test_exact_newton_steps_settle_a_mode_left_short(objective):
     modes, as the conditional objective computes them there."""
     high, _ = well(-2.0, 0.0)
     low, _ = well(0.0, 2.0)
-    per, _, eta = objective.settle(jnp.asarray(X), np.array([[high + 0.1], [low - 0.1]]))
+    per, _, eta, g_settled, unsettled = objective.settle(jnp.asarray(X), np.array([[high + 0.1], [low - 0.1]]))
     np.testing.assert_allclose(eta[:, 0], [high, low], atol=1e-6)
-    assert objective.unsettled == ()
+    assert not unsettled.any()
     at_modes = np.asarray(objective.engine.conditional(jnp.asarray(X), objective.arrays, jnp.asarray(eta))[2])
     np.testing.assert_allclose(per, at_modes, atol=2e-5)  # to POLISH_TOL's decrement
     g = np.asarray(objective.engine.conditional(jnp.asarray(X), objective.arrays, jnp.asarray(eta))[0])
     np.testing.assert_allclose(g, [g_exact(high), g_exact(low)], atol=1e-8)
+    np.testing.assert_allclose(g_settled, g, atol=1e-10)
+
+
+def test_a_mode_whose_hessian_is_not_positive_definite_is_left_and_named(objective):
+    """At the top of the barrier between the wells (g_i's maximum on the line) no Newton step is taken, the
+    patient is marked unsettled, and an evaluation there names it."""
+    top = minimize_scalar(lambda e: -g_exact(e), bounds=(-1.0, 0.9), method="bounded", options={"xatol": 1e-12}).x
+    per, _, eta, _, unsettled = objective.settle(jnp.asarray(X), np.array([[top], [top]]))
+    np.testing.assert_allclose(eta[:, 0], [top, top])
+    assert unsettled.all()
+    fresh = PopulationObjective(objective.engine, objective.arrays, objective.ids)
+    fresh.restart_modes(np.array([[top], [0.9]]))  # Levenberg-Marquardt sees no gradient at the top and stays
+    fresh.evaluate(X)
+    assert fresh.unsettled == ("upper well",)
+    fresh.unsettled = ()
+    fresh.evaluate(X)  # from the cache: the names come back with the point
+    assert fresh.unsettled == ("upper well",) and fresh.evaluations == 1

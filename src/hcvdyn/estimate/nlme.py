@@ -163,7 +163,7 @@ class Engine:
 
     modes(x, arrays, eta0) -> (eta^, ok, iterations): conditional modes by Levenberg-Marquardt.
     objective(x, arrays, eta^) -> (OFV_i, dOFV_i/dx, (eta~, decrement, g_i(eta^))): per patient (N,) and (N, size),
-        exact (module docstring); eta~ the exact Newton step from eta^ and its decrement of g_i/2 (inf where
+        exact (module docstring); eta~ the exact Newton point from eta^ and the squared decrement of g_i/2 (inf where
         the exact Hessian of g_i is not positive definite), with which the modes are polished.
     conditional(x, arrays, eta) -> (g_i, H_i, OFV_i): g, the method's H and the OFV terms at given eta, without
         derivatives in x (importance sampling, finite-difference comparisons).

@@ -5,6 +5,7 @@ shapes, the best of several lmfit least-squares runs.
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from hcvdyn.model.hcv import HCVModel
 from hcvdyn.solve.options import NumericalError
 
-__all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares"]
+__all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares", "blas_threads"]
 
 
 def check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
@@ -96,12 +97,25 @@ def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
 def minimize_least_squares(residual, jacobian, pars, max_nfev):
     """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it.
 
-    Its linear algebra (an SVD of the Jacobian per iteration, a few hundred columns) runs on one BLAS thread:
-    OpenBLAS's threads gain nothing at this size and, beside another busy process or JAX's own threads, make
-    each SVD up to 20 times slower (benchmarks/blas_threads.py)."""
+    Its linear algebra (an SVD of the Jacobian per iteration, a few hundred columns) runs on ``$HCVDYN_BLAS_THREADS``
+    BLAS threads, default one, for the whole process while the fit runs: on 2 cores OpenBLAS's threads made each
+    SVD of the bundled trial's Jacobian 2.5 times slower alone and 5.5 times slower beside another busy process
+    (benchmarks/blas_threads.py). Set the variable higher for Jacobians of thousands of columns on many cores."""
     import lmfit
     from threadpoolctl import threadpool_limits
 
     mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=blas_threads(), user_api="blas"):
         return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+
+
+def blas_threads() -> int:
+    """BLAS threads for the least-squares fits: ``$HCVDYN_BLAS_THREADS`` (a positive integer), default 1."""
+    raw = os.environ.get("HCVDYN_BLAS_THREADS", "1").strip()
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"HCVDYN_BLAS_THREADS = {raw!r}: give a positive integer (the BLAS threads of a least-squares fit)")
+    return n

@@ -252,7 +252,8 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
         objective.restart_modes(eta_low)
         try:
             out2, x2 = _minimize(objective, problem.values, x, design.max_iter, held)
-        except (ValueError, FloatingPointError):
+        except (ValueError, FloatingPointError) as err:
+            note = f"{note}; the refit from the lower conditional mode of {ids} failed ({err})"
             break
         out, x, note = out2, x2, f"{out2.message} (refitted from the lower conditional mode of {sorted(set(switched))})"
     still, rivals = objective.second_modes(x)[1:] if switched else (ids, rivals)

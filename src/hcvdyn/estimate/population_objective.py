@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["PopulationObjective", "POLISH_TOL", "MODE_TOL"]
 
-POLISH_TOL = 1e-5  # a mode is settled when an exact Newton step would lower g_i/2 by less than this (OFV_i to 2e-5)
+POLISH_TOL = 1e-5  # a mode is settled when the exact Newton step would lower g_i by less than this
 POLISH_STEPS = 8  # exact Newton steps (or halvings) per evaluation, at most
 MODE_TOL = 1e-4  # a second conditional mode counts when its g_i is lower by more than this
 MODE_DISTINCT = 1e-3  # ... and is another mode when some random effect differs by more than this
@@ -58,31 +58,33 @@ class PopulationObjective:
         per, grads, (step, dec, g) = self.engine.objective(xj, self.arrays, jnp.asarray(eta))
         return tuple(np.asarray(a) for a in (per, grads, step, dec, g))
 
-    def settle(self, xj, eta):
-        """(OFV_i, dOFV_i/dx, modes) with each mode polished by exact Newton steps.
+    def settle(self, xj, eta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(OFV_i, dOFV_i/dx, modes, g_i, unsettled) with each mode moved by exact Newton steps.
 
         Levenberg-Marquardt stops on the Gauss-Newton decrement. Where g_i's exact curvature along some direction
         is far below Gauss-Newton's (a poorly fitted patient whose residuals bend the surface), that mode can still
         lie well off the true one; the objective's own exact Newton step then moves it, the OFV and its gradient
-        stop agreeing, and the outer fit stalls. Such modes are moved by that step (halved while g_i rises) until
-        its decrement is below POLISH_TOL; patients where that fails are kept in ``unsettled``.
+        stop agreeing, and the outer fit stalls. Such modes are moved to the Newton point (the step halved while
+        g_i rises or the Hessian there is not positive definite) until the exact decrement is below POLISH_TOL,
+        for at most POLISH_STEPS steps or halvings; a step that lowers g_i by less than 1e-10 ends a patient's
+        steps (the solver's noise). ``unsettled`` marks the patients left above POLISH_TOL.
         """
         per, grads, step, dec, g = self._objective(xj, eta)
         eta = np.array(eta)
         t = np.ones(len(eta))
+        stalled = np.zeros(len(eta), bool)
         for _ in range(POLISH_STEPS):
-            need = ~(dec < POLISH_TOL)
-            try_ = need & np.isfinite(dec)
+            try_ = ~(dec < POLISH_TOL) & np.isfinite(dec) & ~stalled
             if not try_.any():
                 break
             cand = np.where(try_[:, None], eta + t[:, None] * (step - eta), eta)
             per2, grads2, step2, dec2, g2 = self._objective(xj, cand)
-            take = try_ & (g2 <= g + 1e-9)
+            take = try_ & (g2 <= g + 1e-9) & np.isfinite(dec2)
+            stalled |= take & (g - g2 < 1e-10)
             t = np.where(try_ & ~take, t / 2, 1.0)
             per, grads, eta = np.where(take, per2, per), np.where(take[:, None], grads2, grads), np.where(take[:, None], cand, eta)
             step, dec, g = np.where(take[:, None], step2, step), np.where(take, dec2, dec), np.where(take, g2, g)
-        self.unsettled = tuple(pid for pid, d in zip(self.ids, dec) if not d < POLISH_TOL)
-        return per, grads, eta
+        return per, grads, eta, g, ~(dec < POLISH_TOL)
 
     def evaluate(self, x) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """(OFV, gradient, per-patient gradients (N, p), modes (N, q)) at x (lmfit's external values)."""
@@ -99,7 +101,8 @@ class PopulationObjective:
             out = (math.inf, np.full(x.size, np.nan), np.full((len(ok), x.size), np.nan), eta)
         else:
             if self.how == "exact":
-                per, grads, eta = self.settle(xj, eta)
+                per, grads, eta, _, unsettled = self.settle(xj, eta)
+                self.unsettled = tuple(pid for pid, u in zip(self.ids, unsettled) if u)
             else:
                 per = np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2])
                 grads = np.full((len(ok), x.size), np.nan)
@@ -126,7 +129,8 @@ class PopulationObjective:
         eta = self.evaluate(x)[3]
         per, _, _, _, g = self._objective(xj, eta)
         eta0, ok0, _ = (np.asarray(a) for a in self.engine.modes(xj, self.arrays, jnp.zeros_like(jnp.asarray(eta))))
-        per0, _, _, _, g0 = self._objective(xj, eta0)
+        per0, _, eta0, g0, unsettled0 = self.settle(xj, eta0)  # compared only where settled: a mode, not a way point
+        ok0 = ok0 & ~unsettled0
         lower = ok0 & (g0 < g - MODE_TOL)
         other = ok0 & ~lower & (np.abs(eta0 - eta).max(axis=1) > MODE_DISTINCT)
         rivals = {pid: (float(g0[i] - g[i]), float(per0[i] - per[i])) for i, pid in enumerate(self.ids) if other[i]}
