@@ -54,9 +54,9 @@ class PopulationObjective:
         return np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2]) if ok.all() else None
 
     def _objective(self, xj, eta) -> tuple[np.ndarray, ...]:
-        """The engine's objective at modes ``eta``, flat, as numpy: OFV_i, dOFV_i/dx, Newton step, decrement, g_i."""
-        per, grads, (step, dec, g) = self.engine.objective(xj, self.arrays, jnp.asarray(eta))
-        return tuple(np.asarray(a) for a in (per, grads, step, dec, g))
+        """The engine's objective at modes ``eta``, flat, as numpy: OFV_i, dOFV_i/dx, Newton point, decrement, g_i."""
+        per, grads, (point, dec, g) = self.engine.objective(xj, self.arrays, jnp.asarray(eta))
+        return tuple(np.asarray(a) for a in (per, grads, point, dec, g))
 
     def settle(self, xj, eta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(OFV_i, dOFV_i/dx, modes, g_i, unsettled) with each mode moved by exact Newton steps.
@@ -69,7 +69,7 @@ class PopulationObjective:
         for at most POLISH_STEPS steps or halvings; a step that lowers g_i by less than 1e-10 ends a patient's
         steps (the solver's noise). ``unsettled`` marks the patients left above POLISH_TOL.
         """
-        per, grads, step, dec, g = self._objective(xj, eta)
+        per, grads, point, dec, g = self._objective(xj, eta)
         eta = np.array(eta)
         t = np.ones(len(eta))
         stalled = np.zeros(len(eta), bool)
@@ -77,13 +77,13 @@ class PopulationObjective:
             try_ = ~(dec < POLISH_TOL) & np.isfinite(dec) & ~stalled
             if not try_.any():
                 break
-            cand = np.where(try_[:, None], eta + t[:, None] * (step - eta), eta)
-            per2, grads2, step2, dec2, g2 = self._objective(xj, cand)
+            cand = np.where(try_[:, None], eta + t[:, None] * (point - eta), eta)
+            per2, grads2, point2, dec2, g2 = self._objective(xj, cand)
             take = try_ & (g2 <= g + 1e-9) & np.isfinite(dec2)
             stalled |= take & (g - g2 < 1e-10)
             t = np.where(try_ & ~take, t / 2, 1.0)
             per, grads, eta = np.where(take, per2, per), np.where(take[:, None], grads2, grads), np.where(take[:, None], cand, eta)
-            step, dec, g = np.where(take[:, None], step2, step), np.where(take, dec2, dec), np.where(take, g2, g)
+            point, dec, g = np.where(take[:, None], point2, point), np.where(take, dec2, dec), np.where(take, g2, g)
         return per, grads, eta, g, ~(dec < POLISH_TOL)
 
     def evaluate(self, x) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
