@@ -288,8 +288,8 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     if rivals and messages:  # what may have stopped the fit: a patient whose two modes swap nearby
         shown = ", ".join(f"{pid} (g_i {dg:+.3g}, OFV_i {dofv:+.3g})" for pid, (dg, dofv) in sorted(rivals.items(), key=lambda r: r[1][0])[:3])
         messages.append(f"patient(s) with a second conditional mode at the estimate, its g_i and OFV_i minus those of the mode used: "
-                        f"{shown}; where g_i ties, FOCE-I's and Laplace's objective jumps, so a fit can stop there (the "
-                        "importance-sampling marginal likelihood, hcvdyn.estimate.marginal, has no such jump)")
+                        f"{shown}; where g_i ties, FOCE-I's and Laplace's objective jumps, so a fit can stop there (the marginal "
+                        "likelihood itself, which hcvdyn.estimate.marginal estimates, does not)")
     if unsettled:
         messages.append(f"the conditional modes of patient(s) {list(unsettled)} are not settled: exact Newton steps on "
                         "their g_i do not converge (its Hessian is not positive definite there, or the steps stall), so their "
