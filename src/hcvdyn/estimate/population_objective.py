@@ -35,7 +35,8 @@ class PopulationObjective:
         self.best = (math.inf, np.zeros((len(self.ids), engine.layout.n_eta)))
         self.failed: tuple[str, ...] = ()
         self.unsettled: tuple[str, ...] = ()  # patients whose mode the last evaluation could not polish (settle)
-        self._last: tuple[bytes, tuple, tuple] | None = None
+        self.terms: tuple[np.ndarray, np.ndarray] | None = None  # (OFV_i, g_i) of the last point (exact gradient only)
+        self._last: tuple[bytes, tuple, tuple, tuple | None] | None = None
         self.evaluations = 0
 
     def _modes(self, xj):
@@ -90,9 +91,9 @@ class PopulationObjective:
         """(OFV, gradient, per-patient gradients (N, p), modes (N, q)) at x (lmfit's external values)."""
         x = np.asarray(x, dtype=float)
         if self._last is not None and self._last[0] == x.tobytes():
-            self.unsettled = self._last[2]
+            self.unsettled, self.terms = self._last[2], self._last[3]
             return self._last[1]
-        self.unsettled = ()
+        self.unsettled, self.terms = (), None
         xj = jnp.asarray(x)
         eta, ok = self._modes(xj)
         self.evaluations += 1
@@ -101,8 +102,9 @@ class PopulationObjective:
             out = (math.inf, np.full(x.size, np.nan), np.full((len(ok), x.size), np.nan), eta)
         else:
             if self.how == "exact":
-                per, grads, eta, _, unsettled = self.settle(xj, eta)
+                per, grads, eta, g, unsettled = self.settle(xj, eta)
                 self.unsettled = tuple(pid for pid, u in zip(self.ids, unsettled) if u)
+                self.terms = (per, g)
             else:
                 per = np.asarray(self.engine.conditional(xj, self.arrays, jnp.asarray(eta))[2])
                 grads = np.full((len(ok), x.size), np.nan)
@@ -115,7 +117,7 @@ class PopulationObjective:
             out = (value if math.isfinite(value) else math.inf, grads.sum(axis=0), grads, eta)
             if value < self.best[0]:
                 self.best = (value, eta)
-        self._last = (x.tobytes(), out, self.unsettled)
+        self._last = (x.tobytes(), out, self.unsettled, self.terms)
         return out
 
     def second_modes(self, x) -> tuple[np.ndarray, tuple[str, ...], dict[str, tuple[float, float]]]:
@@ -127,7 +129,7 @@ class PopulationObjective:
         the two past each other."""
         xj = jnp.asarray(x)
         eta = self.evaluate(x)[3]
-        per, _, _, _, g = self._objective(xj, eta)
+        per, g = self.terms if self.terms is not None else self._objective(xj, eta)[::4]
         eta0, ok0, _ = (np.asarray(a) for a in self.engine.modes(xj, self.arrays, jnp.zeros_like(jnp.asarray(eta))))
         per0, _, eta0, g0, unsettled0 = self.settle(xj, eta0)  # compared only where settled: a mode, not a way point
         ok0 = ok0 & ~unsettled0
