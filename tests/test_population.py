@@ -48,6 +48,24 @@ def test_population_problem_maps_patients_to_their_arms_effects(bundled):
     np.testing.assert_array_equal(np.asarray(problem.arrays.design)[:, names.index("delta"), 5], groups)
 
 
+
+def test_extra_starts_move_the_fixed_effects_and_stay_finite_inside_the_bounds(bundled):
+    """Multi-start population fits: the first start is the given one; the others move only the typical values and
+    drug effects, and an infinite bound (omega's upper, log10_V0's) leaves them finite (they were NaN, so every
+    extra start failed at once)."""
+    from hcvdyn.estimate.population_fit import _starts
+
+    spec, data = bundled
+    problem = build_population_problem(spec.model, data, spec.regimens_for(data), PopulationDesign(fit=spec.design))
+    first, *others = list(_starts(problem, problem.start, 4, seed=3))
+    np.testing.assert_array_equal(first, problem.start)
+    lower, upper = (np.array([getattr(v, k) for v in problem.values]) for k in ("lower", "upper"))
+    assert np.isinf(upper).any() and np.isinf(lower).any()
+    fixed = np.array([v.kind in ("typical", "shared", "per_arm") for v in problem.values])
+    for x in others:
+        assert np.all(np.isfinite(x)) and np.all((lower < x) & (x < upper))
+        assert np.all(x[fixed] != first[fixed]) and np.all(x[~fixed] == first[~fixed])
+
 def test_truth_of_population_values(bundled):
     """The truth file's groups give the typical values (the larger group), group shifts and SDs on each parameter's
     scale; a typical value without a group covariate has no single truth, nor has an SD that differs by group."""

@@ -1,7 +1,9 @@
 """The synergy test of :mod:`hcvdyn.analysis.synergy` on a population (nonlinear mixed-effects) fit.
 
 The population model is fitted with psi = 0 (Bliss independence) and with psi as one more fixed effect, the
-second started at the first's optimum so that its objective can only go down. Reported as for the whole-trial
+second started at the first's optimum so that its objective can only go down. Every fit has psi among its outer
+values, held where it is not estimated (``fit_population``'s ``hold``), so that the null, the psi-free fit and the
+profile points share one compiled objective. Reported as for the whole-trial
 fit (:class:`~hcvdyn.analysis.synergy.SynergyResult`): the likelihood-ratio test of psi = 0 on the OFVs, psi's
 profile-likelihood interval, the Loewe index at the typical patient's drug effects and the verdict. The
 profile refits the population with psi fixed at each trial value (warm-started from the nearest point already
@@ -44,11 +46,12 @@ def estimate_population_synergy(model: HCVModel, dataset, regimens_by_arm: Mappi
     p = model.params["psi"]
     psi_bounds = fd.bounds.get("psi", (p.lower, p.upper))  # psi's [bounds] apply where it is free
     fixed_psi = replace(fd, bounds={k: v for k, v in fd.bounds.items() if k != "psi"})
-    at = lambda psi: replace(design, fit=replace(fixed_psi, params={**params, "psi": psi}, n_starts=1))  # noqa: E731
-    if null is None:
-        null = fit_population(model, dataset, regimens_by_arm, replace(design, fit=replace(fixed_psi, params={**params, "psi": 0.0})),
-                              covariance=False)  # only its OFV and optimum are used
-    full_design = replace(design, fit=replace(fd, shared={**fd.shared, "psi": None}, params={**params, "psi": 0.0}, n_starts=1))
+    free_psi = replace(fd, shared={**fd.shared, "psi": None}, params={**params, "psi": 0.0})
+    if not psi_bounds[0] <= 0.0 <= psi_bounds[1]:
+        raise ValueError(f"estimate_population_synergy: psi's bounds {psi_bounds} exclude 0, the null hypothesis")
+    if null is None:  # only its OFV and optimum are used
+        null = fit_population(model, dataset, regimens_by_arm, replace(design, fit=free_psi), covariance=False, hold={"psi": 0.0})
+    full_design = replace(design, fit=replace(free_psi, n_starts=1))
     full, notes = nested_fit(lambda psi0: fit_population(model, dataset, regimens_by_arm, full_design, start={**null.x, "psi": psi0},
                                                         start_eta=null.eta),
                              null.ofv)
@@ -61,8 +64,8 @@ def estimate_population_synergy(model: HCVModel, dataset, regimens_by_arm: Mappi
 
     def delta_at(t: float) -> float:
         nearest = fitted[min(fitted, key=lambda s: abs(s - t))]
-        fit = fit_population(model, dataset, regimens_by_arm, at(t), start=nearest.x, start_eta=nearest.eta,
-                             covariance=False)
+        fit = fit_population(model, dataset, regimens_by_arm, full_design, start=nearest.x, start_eta=nearest.eta,
+                             covariance=False, hold={"psi": t})
         fitted[t] = fit
         if fit.ofv < full.ofv - NESTING_TOL:
             below.append(t)

@@ -134,10 +134,12 @@ def _starts(problem: PopulationProblem, first: np.ndarray, n: int, seed: int):
     yield first
     lower = np.array([v.lower for v in problem.values])
     upper = np.array([v.upper for v in problem.values])
+    finite = lambda b: np.abs(np.where(np.isfinite(b), b, 0.0))  # noqa: E731 (an infinite bound stays infinite)
+    inside = (lower + 1e-9 * finite(lower), upper - 1e-9 * finite(upper))
     fixed = np.array([v.kind in ("typical", "shared", "per_arm") for v in problem.values])
     for _ in range(n - 1):
         x = first + fixed * rng.normal(0.0, 0.3, first.size)
-        yield np.clip(x, lower + 1e-9 * np.abs(lower), upper - 1e-9 * np.abs(upper))
+        yield np.clip(x, *inside)
 
 
 def outer_minimizer(objective: PopulationObjective, values: Sequence[OuterValue], x0, held=None):
@@ -306,7 +308,7 @@ def fit_population(model, dataset, regimens_by_arm: Mapping[str, Sequence], desi
     values = problem.individual_values(beta, eta)
     params = {pid: {**{k: float(v[i]) for k, v in problem.fixed.items()}, **{k: float(v[i]) for k, v in values.items()}}
               for i, pid in enumerate(problem.ids)}
-    n_par = len(x)
+    n_par = int(np.sum(~held))  # held values are not estimated: they do not count in AIC and BIC
     return PopulationFit(
         model=model.name, method=design.method, values=problem.values, x=dict(zip(problem.labels, map(float, x))), ofv=ofv,
         aic=ofv + 2 * n_par, bic=ofv + n_par * math.log(problem.n_obs), success=not messages,
