@@ -72,6 +72,14 @@ def test_a_nesting_violation_is_refitted_and_noted(monkeypatch):
     assert res.lrt == 0.0 and "nesting" in res.notes
 
 
+
+def test_psi_bounds_that_exclude_the_null_are_refused(monkeypatch):
+    monkeypatch.setattr(ps, "fit_population", _stand_in(0.8, 0.5, []))
+    d = _design()
+    design = PopulationDesign(fit=FitDesign(individual=d.fit.individual, shared=d.fit.shared, params=d.fit.params, bounds={"psi": (0.5, 3.0)}))
+    with pytest.raises(ValueError, match=r"psi's bounds \(0.5, 3.0\) exclude 0"):
+        ps.estimate_population_synergy(hcvdyn.get_model("agi_constant"), [], {}, design, arm="t")
+
 def test_summary_of_a_size_study():
     rows = [{"replicate": i, "seed": i, "m.psi": p, "m.rejects": r, "m.covers_truth": not r, "m.agree": True, "m.nested": True,
              "m.converged": True} for i, (p, r) in enumerate([(0.1, False), (2.5, True), (-0.3, False), (0.2, False)])]
