@@ -75,8 +75,9 @@ def test_a_nesting_violation_is_refitted_and_noted(monkeypatch):
 
 def test_psi_bounds_that_exclude_the_null_are_refused(monkeypatch):
     monkeypatch.setattr(ps, "fit_population", _stand_in(0.8, 0.5, []))
-    d = _design()
-    design = PopulationDesign(fit=FitDesign(individual=d.fit.individual, shared=d.fit.shared, params=d.fit.params, bounds={"psi": (0.5, 3.0)}))
+    from dataclasses import replace
+
+    design = replace(_design(), fit=replace(_design().fit, bounds={"psi": (0.5, 3.0)}))
     with pytest.raises(ValueError, match=r"psi's bounds \(0.5, 3.0\) exclude 0"):
         ps.estimate_population_synergy(hcvdyn.get_model("agi_constant"), [], {}, design, arm="t")
 

@@ -219,7 +219,7 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
             nu = jnp.where(accept, 2.0, 2.0 * nu)
             # The step's length along its direction, corrected by g's own curvature there (a parabola through g,
             # g's slope and g_c): where the exact Hessian of g exceeds Gauss-Newton's, Gauss-Newton steps overshoot
-            # and the iteration zigzags, 25 steps for some patients of the bundled trial instead of 5.
+            # and the iteration zigzags (up to 25 steps for patients of the bundled trial; at most 9 with the scale).
             slope = 2.0 * grad @ step
             curvature = 2.0 * (g_c - g - slope)
             best = jnp.where(curvature > 0, -slope / jnp.where(curvature > 0, curvature, 1.0), SCALE_RANGE[1])

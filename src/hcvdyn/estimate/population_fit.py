@@ -134,8 +134,8 @@ def _starts(problem: PopulationProblem, first: np.ndarray, n: int, seed: int):
     yield first
     lower = np.array([v.lower for v in problem.values])
     upper = np.array([v.upper for v in problem.values])
-    finite = lambda b: np.abs(np.where(np.isfinite(b), b, 0.0))  # noqa: E731 (an infinite bound stays infinite)
-    inside = (lower + 1e-9 * finite(lower), upper - 1e-9 * finite(upper))
+    inside = (lower + 1e-9 * np.nan_to_num(np.abs(lower), posinf=0.0),  # an infinite bound stays infinite
+              upper - 1e-9 * np.nan_to_num(np.abs(upper), posinf=0.0))
     fixed = np.array([v.kind in ("typical", "shared", "per_arm") for v in problem.values])
     for _ in range(n - 1):
         x = first + fixed * rng.normal(0.0, 0.3, first.size)
