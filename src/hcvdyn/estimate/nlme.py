@@ -129,18 +129,27 @@ def _omega_parts(L):
 def _jets(predict, laplace: bool):
     """u0, ctx, E -> (f, J, K_E[, T_EE]): the loads at u0 and the derivatives the OFV's gradient needs, by forward
     mode: J = df/du (n, m), K_E = d2f/(du dE) (n, q, m), and for Laplace T_EE = d3f/(du dE dE) (n, q, q, m), where
-    dE is a derivative along a random effect (a column of E, (m, q))."""
+    dE is a derivative along a random effect (a column of E, (m, q)).
+
+    Every order comes out of one nested forward pass through the solver: each level returns the lower orders it
+    carries as its primal (``has_aux``), so the solve is traced and compiled once, at the highest depth, not once per
+    order."""
+
+    def keep(fn):  # fn -> (d fn[0] / d input, fn(...)) in one forward pass
+        return jax.jacfwd(lambda *a: (lambda r: (r[0], r))(fn(*a)), has_aux=True)
 
     def jets(u0, ctx, E):
         q = E.shape[1]
-        along = lambda u: (lambda a: predict(u + E @ a, ctx))  # noqa: E731
-        first = lambda u: jax.jacfwd(along(u))(jnp.zeros(q))  # (n, q)  # noqa: E731
-        J, f = jax.jacfwd(lambda u: (predict(u, ctx),) * 2, has_aux=True)(u0)
-        K = jax.jacfwd(first)(u0)
+        f = lambda u: (predict(u, ctx),)  # noqa: E731
+        first = lambda u: keep(lambda a: f(u + E @ a))(jnp.zeros(q))  # (df/dE (n, q), (f,))  # noqa: E731
         if not laplace:
-            return f, J, K
-        second = lambda u: jax.jacfwd(jax.jacfwd(along(u)))(jnp.zeros(q))  # (n, q, q)  # noqa: E731
-        return f, J, K, jax.jacfwd(second)(u0)
+            (K, J), (_, (f0,)) = jax.jacfwd(lambda u: (lambda r: ((r[0], r[1][0]), r))(first(u)), has_aux=True)(u0)
+            return f0, J, K
+        second = lambda u: keep(lambda a: first(u + E @ a))(jnp.zeros(q))  # noqa: E731
+        # second(u) = (d2f/dEdE (n, q, q), (df/dE, (f,)))
+        flat = lambda u: (lambda r: (r[0], r[1][0], r[1][1][0]))(second(u))  # noqa: E731
+        (T, K, J), (_, _, f0) = jax.jacfwd(lambda u: (lambda r: (r, r))(flat(u)), has_aux=True)(u0)
+        return f0, J, K, T
 
     return jets
 

@@ -102,8 +102,10 @@ def solve_log_states(model: HCVModel, params, doses, t_obs, options: SolverOptio
 
     args = (params, pk_data, s)
     fastest = jnp.max(jnp.abs(jnp.diag(jax.jacfwd(lambda y: model.rhs(0.0, y, args))(y0))))
-    controller = _NaNRejecting(diffrax.PIDController(rtol=options.rtol, atol=options.atol,
-                                                    dtmax=options.stability_cap / jnp.maximum(params["c"], fastest)))
+    # the cap is a choice of steps, not a function to differentiate: without its derivative the step sizes and times
+    # carry no tangents (diffrax stops them at the error estimate too), and derivatives of the solve compile smaller
+    dtmax = jax.lax.stop_gradient(options.stability_cap / jnp.maximum(params["c"], fastest))
+    controller = _NaNRejecting(diffrax.PIDController(rtol=options.rtol, atol=options.atol, dtmax=dtmax))
     if options.jump_ts:
         jumps = [jnp.asarray(doses[d][0], dtype=jnp.float64) for d in model.pk_drugs]
         if model.constant_drugs:
