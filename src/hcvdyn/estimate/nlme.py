@@ -135,21 +135,26 @@ def _jets(predict, laplace: bool):
     carries as its primal (``has_aux``), so the solve is traced and compiled once, at the highest depth, not once per
     order."""
 
-    def keep(fn):  # fn -> (d fn[0] / d input, fn(...)) in one forward pass
-        return jax.jacfwd(lambda *a: (lambda r: (r[0], r))(fn(*a)), has_aux=True)
+    def keep(fn):
+        """x -> (d fn(x)[0] / dx, fn(x)): the derivative of fn's first output, and all of fn's outputs, in one pass."""
+        return jax.jacfwd(lambda x: (lambda r: (r[0], r))(fn(x)), has_aux=True)
 
     def jets(u0, ctx, E):
-        q = E.shape[1]
-        f = lambda u: (predict(u, ctx),)  # noqa: E731
-        first = lambda u: keep(lambda a: f(u + E @ a))(jnp.zeros(q))  # (df/dE (n, q), (f,))  # noqa: E731
+        zero = jnp.zeros(E.shape[1])
+
+        def first(u):  # (df/dE (n, q), (f,))
+            return keep(lambda a: (predict(u + E @ a, ctx),))(zero)
+
         if not laplace:
-            (K, J), (_, (f0,)) = jax.jacfwd(lambda u: (lambda r: ((r[0], r[1][0]), r))(first(u)), has_aux=True)(u0)
-            return f0, J, K
-        second = lambda u: keep(lambda a: first(u + E @ a))(jnp.zeros(q))  # noqa: E731
-        # second(u) = (d2f/dEdE (n, q, q), (df/dE, (f,)))
-        flat = lambda u: (lambda r: (r[0], r[1][0], r[1][1][0]))(second(u))  # noqa: E731
-        (T, K, J), (_, _, f0) = jax.jacfwd(lambda u: (lambda r: (r, r))(flat(u)), has_aux=True)(u0)
-        return f0, J, K, T
+            (K, J), ((_, f),) = keep(lambda u: (lambda r: ((r[0], r[1][0]),))(first(u)))(u0)
+            return f, J, K
+
+        def second(u):  # (d2f/dE2 (n, q, q), df/dE, f)
+            d2, (d1, (f,)) = keep(lambda a: first(u + E @ a))(zero)
+            return d2, d1, f
+
+        (T, K, J), ((_, _, f),) = keep(lambda u: (second(u),))(u0)
+        return f, J, K, T
 
     return jets
 
