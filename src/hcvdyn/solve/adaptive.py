@@ -1,5 +1,9 @@
 """Solving the models: diffrax with 64-bit floats, jit and vmap over patients, exact forward-mode gradients.
 
+The gradients are those of the solution on the steps the solver took: step sizes are chosen, not differentiated
+(diffrax holds the error estimate out of differentiation, and :func:`solve_log_states` the step cap), as in
+forward sensitivity analysis. Against central differences they agree to the solver's tolerance.
+
 The one numerical core is :func:`solve_log_states` (pure, traceable). The public functions validate
 their inputs (names, values, times) at the boundary and call compiled versions cached per
 (model, options), so a batch of patients with the same array shapes compiles once.
