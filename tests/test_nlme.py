@@ -206,11 +206,14 @@ def test_modes_where_gauss_newton_overshoots_are_found_in_few_steps():
     eng = engine(lambda u, ti: 2.0 * jnp.exp(-u[0] * ti), Layout(1, 1), "foce-i")
     eta, ok, steps = (np.asarray(a) for a in eng.modes(jnp.array([beta, omega, sigma]), arrays, jnp.zeros((3, 1))))
     assert ok.all() and steps.max() <= 5, steps
+    f_at, A_at = (np.asarray(a) for a in eng.linearised(jnp.array([beta, omega, sigma]), arrays, jnp.asarray(eta)))
     for i in range(3):
         g = lambda e: np.sum((y[i] - 2 * np.exp(-(beta + e) * t[i])) ** 2) / sigma**2 + (e / omega) ** 2  # noqa: E731
         mode = minimize_scalar(g, bounds=(-0.5, 2.0), method="bounded", options={"xatol": 1e-10}).x
         assert eta[i, 0] == pytest.approx(mode, abs=1e-5)
         u = beta + mode
         f, df, d2f = 2 * np.exp(-u * t[i]), -2 * t[i] * np.exp(-u * t[i]), 2 * t[i] ** 2 * np.exp(-u * t[i])
+        np.testing.assert_allclose(f_at[i], 2 * np.exp(-(beta + eta[i, 0]) * t[i]), rtol=1e-12)  # the CWRES linearisation
+        np.testing.assert_allclose(A_at[i, :, 0], -t[i] * f_at[i], rtol=1e-12)
         gauss_newton = np.sum(df**2) / sigma**2 + 1 / omega**2
         assert 1.05 < (gauss_newton - np.sum((y[i] - f) * d2f) / sigma**2) / gauss_newton < 1.4

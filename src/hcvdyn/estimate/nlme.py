@@ -178,9 +178,10 @@ class Engine:
     """Compiled population objective for one prediction function, layout and method (:func:`engine`).
 
     modes(x, arrays, eta0) -> (eta^, ok, iterations): conditional modes by Levenberg-Marquardt.
-    objective(x, arrays, eta^) -> (OFV_i, dOFV_i/dx, (eta~, decrement, g_i(eta^))): per patient (N,) and (N, size),
-        exact (module docstring); eta~ the exact Newton point from eta^ and the squared decrement of g_i/2 (inf where
-        the exact Hessian of g_i is not positive definite), with which the modes are polished.
+    objective(x, arrays, eta^) -> (OFV_i, dOFV_i/dx, (eta~, decrement, g_i(eta^), f, df/deta)): per patient (N,)
+        and (N, size), exact (module docstring); eta~ the exact Newton point from eta^ and the squared decrement of
+        g_i/2 (inf where the exact Hessian of g_i is not positive definite), with which the modes are polished; the
+        loads (N, n) and their derivatives in eta (N, n, q) at eta^ come with them.
     conditional(x, arrays, eta) -> (g_i, H_i, OFV_i): g, the method's H and the OFV terms at given eta, without
         derivatives in x (importance sampling, finite-difference comparisons).
     """
@@ -192,7 +193,10 @@ class Engine:
     objective: Callable
     conditional: Callable
     predict_batch: Callable  # (x, arrays, eta) -> f (N, n)
-    linearised: Callable  # (x, arrays, eta) -> (f (N, n), d f / d eta (N, n, q))
+
+    def linearised(self, x, arrays, eta):
+        """(f (N, n), d f / d eta (N, n, q)) at ``eta``, from the objective's own program (nothing more to compile)."""
+        return self.objective(x, arrays, eta)[2][3:]
 
 
 @lru_cache(maxsize=16)
@@ -276,7 +280,7 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
         # Gauss-Newton mode may still lie from the true one along a direction where g's exact curvature is small
         positive = jnp.linalg.eigvalsh(held)[0] > 0
         decrement = jnp.where(positive, 0.5 * grad_hat @ step, jnp.inf)
-        newton = jax.lax.stop_gradient((eta, decrement, g(eta_hat)))
+        newton = jax.lax.stop_gradient((eta, decrement, g(eta_hat), j[0], j[1] @ pat.effects))
         return g(eta) + logdet_omega + jnp.linalg.slogdet(H)[1], newton
 
     def one_objective(x, pat, eta_hat):
@@ -305,12 +309,7 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
         beta, _, _ = layout.split(x, sigma_fixed)
         return predict(u_of(pat, beta, eta), pat.context)
 
-    def one_linearised(x, pat, eta):
-        beta, _, _ = layout.split(x, sigma_fixed)
-        A, f = jax.jacfwd(lambda e: (predict(u_of(pat, beta, e), pat.context),) * 2, has_aux=True)(eta)
-        return f, A
-
     batch = lambda fn: jax.jit(jax.vmap(fn, in_axes=(None, 0, 0)))  # noqa: E731
     return Engine(layout, method, float(sigma_fixed), batch(one_mode), batch(one_objective), batch(one_conditional),
-                  batch(one_predict), batch(one_linearised))
+                  batch(one_predict))
 

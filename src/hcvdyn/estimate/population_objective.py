@@ -56,7 +56,7 @@ class PopulationObjective:
 
     def _objective(self, xj, eta) -> tuple[np.ndarray, ...]:
         """The engine's objective at modes ``eta``, flat, as numpy: OFV_i, dOFV_i/dx, Newton point, decrement, g_i."""
-        per, grads, (point, dec, g) = self.engine.objective(xj, self.arrays, jnp.asarray(eta))
+        per, grads, (point, dec, g, _, _) = self.engine.objective(xj, self.arrays, jnp.asarray(eta))
         return tuple(np.asarray(a) for a in (per, grads, point, dec, g))
 
     def settle(self, xj, eta) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
