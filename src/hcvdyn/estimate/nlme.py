@@ -225,7 +225,8 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
 
         def body(c):
             eta, g, grad, H, lam, nu, scale, it, _ = c
-            step = -scale * jnp.linalg.solve(H + lam * jnp.diag(jnp.diag(H)), grad)
+            direction = -jnp.linalg.solve(H + lam * jnp.diag(jnp.diag(H)), grad)  # the damped Gauss-Newton step
+            step = scale * direction
             cand = eta + step
             g_c, grad_c, H_c = state(cand)
             predicted = -(grad @ step + 0.5 * step @ H @ step)  # decrease of g/2 by the Gauss-Newton model
@@ -244,7 +245,9 @@ def engine(predict: Callable, layout: Layout, method: str, sigma_fixed: float = 
             scale = jnp.where(jnp.isfinite(g_c), jnp.clip(scale * best, *SCALE_RANGE), scale)
             eta, g, grad, H = pick(cand, eta), pick(g_c, g), pick(grad_c, grad), pick(H_c, H)
             decrement = grad @ jnp.linalg.solve(H, grad)  # squared Newton decrement of g/2
-            stalled = ~accept & (predicted < DECREMENT_TOL)  # the model's gain is below the solver's noise in g
+            # the model's gain is below the solver's noise in g, judged on the unscaled step: a small scale alone
+            # (after steps that overshot) must not end the search short of the mode
+            stalled = ~accept & (-(grad @ direction + 0.5 * direction @ H @ direction) < DECREMENT_TOL)
             done = (decrement < DECREMENT_TOL) | stalled | (lam > 1e16)
             return eta, g, grad, H, lam, nu, scale, it + 1, done
 
