@@ -146,7 +146,11 @@ def _jets(predict, laplace: bool):
             return keep(lambda a: (predict(u + E @ a, ctx),))(zero)
 
         if not laplace:
-            (K, J), ((_, f),) = keep(lambda u: (lambda r: ((r[0], r[1][0]),))(first(u)))(u0)
+            def slopes_and_loads(u):  # ((df/dE, f),): one output, whose derivative in u is (K, J)
+                d1, (f,) = first(u)
+                return ((d1, f),)
+
+            (K, J), ((_, f),) = keep(slopes_and_loads)(u0)
             return f, J, K
 
         def second(u):  # (d2f/dE2 (n, q, q), df/dE, f)
