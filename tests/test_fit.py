@@ -256,21 +256,18 @@ def test_parameter_recovery_100_patients():
 
 
 @pytest.mark.slow
-def test_padding_does_not_change_a_fit():
+def test_padding_does_not_change_a_fit(monkeypatch):
     """Series of 12 and 9 samples share one compiled shape (padded to 16); padding changes nothing."""
     p = synthetic(21)
     short = PatientData("short", "", p.t_days[:9], p.log10_vl[:9], p.censored[:9], p.lloq_log10[:9])
     start = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
     a = fit_patient(MODEL, short, FREE, start)
     assert a.residuals.shape == (9,) and a.n_obs == 9
-    from hcvdyn.estimate import fit as fit_module
+    from hcvdyn.estimate import optimize
 
-    old = fit_module.PAD_TO
-    try:
-        fit_module.PAD_TO = 1  # no padding: its own shape
+    with monkeypatch.context() as m:
+        m.setattr(optimize, "bucket_size", lambda n: n)  # no padding: its own shape
         b = fit_patient(MODEL, short, FREE, start)
-    finally:
-        fit_module.PAD_TO = old
     for k in FREE:
         assert a.params[k] == pytest.approx(b.params[k], rel=1e-8)
 

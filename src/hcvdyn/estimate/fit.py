@@ -27,7 +27,7 @@ import numpy as np
 
 from hcvdyn.estimate.data import PatientData
 from hcvdyn.estimate.design import Estimate, FitDesign, design_of
-from hcvdyn.estimate.likelihood import PAD_TO, jacobian_and_residuals_fn, once_per_point, raw_errors, residual_sd_mle
+from hcvdyn.estimate.likelihood import jacobian_and_residuals_fn, once_per_point, raw_errors, residual_sd_mle
 from hcvdyn.estimate.optimize import best_of, check_bounds, draw_start, draw_starts, minimize_least_squares, pad_patients
 from hcvdyn.estimate.problem import TrialProblem, build_trial_problem, treatment_ends
 from hcvdyn.estimate.profile import profile_curve, profile_grid, profile_interval, wald_interval
@@ -131,7 +131,7 @@ def fit_patient(
     fixed = {k: jnp.float64(v) for k, v in values.items() if k not in free}
     doses = {k: (jnp.asarray(a), jnp.asarray(b)) for k, (a, b) in dose_arrays(regimens, model.pk_drugs, weight_kg).items()}
     n = patient.n_obs
-    t, y, cens, lloq, mask = (a[0] for a in pad_patients([patient], multiple=PAD_TO))
+    t, y, cens, lloq, mask = (a[0] for a in pad_patients([patient]))
     data = (jnp.asarray(t), jnp.asarray(y), jnp.asarray(cens), jnp.asarray(lloq), jnp.asarray(mask), jnp.float64(sigma))
     evaluate = once_per_point(lambda pars: [pars[k].value for k in free], lambda theta: jac_and_res(theta, fixed, doses, *data))
 

@@ -132,6 +132,3 @@ def once_per_point(theta_of, jacobian_and_residuals):
 
     return evaluate
 
-
-
-PAD_TO = 8  # series are padded to a multiple of this many samples, so few shapes are ever compiled

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hcvdyn.model.hcv import HCVModel
-from hcvdyn.solve.options import NumericalError
+from hcvdyn.solve.options import NumericalError, bucket_size
 
 __all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares", "blas_threads"]
 
@@ -56,15 +56,17 @@ def draw_starts(model: HCVModel, free: Sequence[str], first: Mapping[str, float]
 
 
 
-def pad_patients(dataset, multiple: int = 1):
-    """(t, y, censored, lloq, mask) arrays, shape (n_patients, n): padded samples are masked out."""
-    n = max(p.n_obs for p in dataset)
-    n = -(-n // multiple) * multiple
+def pad_patients(dataset):
+    """(t, y, censored, lloq, mask) arrays, shape (n_patients, n), n the :func:`~hcvdyn.solve.options.bucket_size`
+    of the longest series (the solver's own padding of sample times): datasets whose longest series differ a little
+    share compiled programs. Padded samples repeat the patient's last time, so no solve runs past its last sample,
+    and are masked out."""
+    n = bucket_size(max(p.n_obs for p in dataset))
     t, y, c, lq, mask = (np.zeros((len(dataset), n)) for _ in range(5))
     for i, p in enumerate(dataset):
         k = p.n_obs
         t[i, :k], y[i, :k], c[i, :k], lq[i, :k], mask[i, :k] = p.t_days, p.log10_vl, p.censored, p.lloq_log10, 1
-        t[i, k:] = p.t_days[-1] + np.arange(1, n - k + 1)  # strictly increasing, masked out
+        t[i, k:] = p.t_days[-1]
     return t, y, c.astype(bool), lq, mask.astype(bool)
 
 
