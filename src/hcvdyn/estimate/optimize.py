@@ -96,8 +96,9 @@ def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
 
 
 
-def minimize_least_squares(residual, jacobian, pars, max_nfev):
-    """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it.
+def minimize_least_squares(residual, jacobian, pars, max_nfev, ftol: float = 1e-8):
+    """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian, scaled by it; it stops
+    when an iteration lowers the sum of squares by less than ``ftol`` times it (scipy's default 1e-8).
 
     Its linear algebra (an SVD of the Jacobian per iteration, a few hundred columns) runs on ``$HCVDYN_BLAS_THREADS``
     BLAS threads, default one, for the whole process while the fit runs: on 2 cores OpenBLAS's threads made each
@@ -108,7 +109,7 @@ def minimize_least_squares(residual, jacobian, pars, max_nfev):
 
     mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
     with threadpool_limits(limits=blas_threads(), user_api="blas"):
-        return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev)
+        return mini.minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=max_nfev, ftol=ftol)
 
 
 def blas_threads() -> int:
