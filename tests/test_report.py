@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "phase2"
-    argv = ["report", str(ROOT / "fits/tcl_recovery.toml"), "--n-vpc", "30", "--n-virtual", "100", "--profile-points", "5", "--out", str(out), "--no-progress"]
+    argv = ["report", str(ROOT / "fits/tcl_recovery.toml"), "--n-vpc", "30", "--n-virtual", "100", "--profile-points", "2", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     return out
 
