@@ -60,8 +60,7 @@ def population_profile_interval(model, dataset, regimens_by_arm: Mapping[str, Se
 
     def delta_at(t: float) -> float:
         nearest = fitted[min(fitted, key=lambda s: abs(s - t))]
-        f = fit_population(model, dataset, regimens_by_arm, one_start, start=nearest.x, start_eta=nearest.eta, hold={label: from_t(t)},
-                           covariance=False)  # a point needs its OFV, not its standard errors
+        f = fit_population(model, dataset, regimens_by_arm, one_start, start=nearest.x, start_eta=nearest.eta, hold={label: from_t(t)})
         fitted[t] = f
         if f.ofv < fit.ofv - 1e-6:
             below.append(t)
