@@ -257,7 +257,8 @@ def test_parameter_recovery_100_patients():
 
 @pytest.mark.slow
 def test_padding_does_not_change_a_fit(monkeypatch):
-    """Series of 12 and 9 samples share one compiled shape (padded to 16); padding changes nothing."""
+    """A series of 9 samples is padded to 16 (the shape a 12-sample series gets too, so both share one compiled
+    program), its padded samples at its last time and masked out; padding changes nothing."""
     p = synthetic(21)
     short = PatientData("short", "", p.t_days[:9], p.log10_vl[:9], p.censored[:9], p.lloq_log10[:9])
     start = {"log10_V0": 6.0, "eps": 0.9, "delta": 0.15}
@@ -265,8 +266,11 @@ def test_padding_does_not_change_a_fit(monkeypatch):
     assert a.residuals.shape == (9,) and a.n_obs == 9
     from hcvdyn.estimate import optimize
 
+    t, _, _, _, mask = optimize.pad_patients([short])
+    assert t.shape == (1, 16) and mask.sum() == 9 and np.all(t[0, 9:] == short.t_days[-1])
     with monkeypatch.context() as m:
         m.setattr(optimize, "bucket_size", lambda n: n)  # no padding: its own shape
+        assert optimize.pad_patients([short])[0].shape == (1, 9)
         b = fit_patient(MODEL, short, FREE, start)
     for k in FREE:
         assert a.params[k] == pytest.approx(b.params[k], rel=1e-8)

@@ -131,4 +131,3 @@ def once_per_point(theta_of, jacobian_and_residuals):
         return latest["value"]
 
     return evaluate
-
