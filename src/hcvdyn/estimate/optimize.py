@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hcvdyn.model.hcv import HCVModel
-from hcvdyn.solve.options import NumericalError, bucket_size
+from hcvdyn.solve.options import NumericalError, bucket_size, pad_last
 
 __all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares", "blas_threads"]
 
@@ -65,8 +65,8 @@ def pad_patients(dataset):
     t, y, c, lq, mask = (np.zeros((len(dataset), n)) for _ in range(5))
     for i, p in enumerate(dataset):
         k = p.n_obs
-        t[i, :k], y[i, :k], c[i, :k], lq[i, :k], mask[i, :k] = p.t_days, p.log10_vl, p.censored, p.lloq_log10, 1
-        t[i, k:] = p.t_days[-1]
+        t[i] = pad_last(np.asarray(p.t_days, float), n)
+        y[i, :k], c[i, :k], lq[i, :k], mask[i, :k] = p.log10_vl, p.censored, p.lloq_log10, 1
     return t, y, c.astype(bool), lq, mask.astype(bool)
 
 
