@@ -143,6 +143,42 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
     assert all(min(abs(g - f) for f in (lo, k_hat, hi)) >= spacing / 3 for g in thinned)
 
 
+def test_profile_refits_start_on_the_extrapolated_path_of_the_other_optima():
+    """extrapolated_start extends each varying value linearly through the last two fitted points, held to its
+    bounds, and leaves the fixed ones. On a straight line y = a + b x the profiled intercept a(b) = mean(y) - b
+    mean(x) is linear in b, so after two points the prediction is the refit's optimum itself."""
+    import lmfit
+
+    from hcvdyn.estimate.optimize import minimize_least_squares
+    from hcvdyn.estimate.profile import extrapolated_start
+
+    def pars(a, b, c=0.0):
+        p = lmfit.Parameters()
+        p.add("a", value=a, min=-10, max=10)
+        p.add("b", value=b, min=-10, max=10)
+        p.add("c", value=c, vary=False)
+        return p
+
+    one = extrapolated_start([(0.0, pars(1.0, 0.0, 7.0))], 0.5)
+    assert [one[k].value for k in "abc"] == [1.0, 0.0, 7.0]  # one point: its values
+    start = extrapolated_start([(0.0, pars(1.0, 2.0)), (1.0, pars(2.0, 9.0))], 2.0)
+    assert start["a"].value == pytest.approx(3.0) and start["b"].value == 10.0 and start["c"].value == 0.0  # b held at its bound
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 5, 9)
+    y = 2.0 - 0.7 * x + 0.1 * rng.standard_normal(x.size)
+
+    def fit_at(b, start):
+        p = start.copy()
+        p["b"].set(value=b, vary=False)
+        return minimize_least_squares(lambda pv: y - pv["a"].value - pv["b"].value * x,
+                                      lambda pv: -np.ones((x.size, 1)), p, 50)
+
+    path = [(b, fit_at(b, pars(0.0, b)).params) for b in (-0.7, -0.6)]
+    predicted = extrapolated_start(path, -0.4)
+    assert predicted["a"].value == pytest.approx(y.mean() + 0.4 * x.mean(), rel=1e-6)
+    assert fit_at(-0.4, predicted).nfev <= 2  # started at its optimum
+
 def test_satterthwaite_interval_of_a_standard_deviation():
     """The SD of n draws about a known mean (se = sd / sqrt(2 n)) gets the exact chi2_n interval at any level;
     the interval tends to Wald's as the SE shrinks, never moves inwards as it grows, and takes 0, inf, NaN SEs."""

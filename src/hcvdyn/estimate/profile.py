@@ -12,7 +12,8 @@ import numpy as np
 from hcvdyn.estimate.optimize import minimize_least_squares
 from hcvdyn.model.parameters import Param
 
-__all__ = ["wald_interval", "satterthwaite_interval", "profile_interval", "bracketed_profile_interval", "profile_curve", "profile_grid"]
+__all__ = ["wald_interval", "satterthwaite_interval", "profile_interval", "bracketed_profile_interval", "profile_curve", "profile_grid",
+           "extrapolated_start"]
 
 
 def wald_interval(value: float, se: float, level: float = 0.95, param: Param | None = None) -> tuple[float, float]:
@@ -84,7 +85,7 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
                      trace: list | None = None):
     """Profile-likelihood interval of one parameter of a least-squares M3 problem.
 
-    The parameter is fixed at trial values and the others refitted (warm-started); the signed root
+    The parameter is fixed at trial values and the others refitted (started by :func:`extrapolated_start`); the signed root
     s = sign(theta - theta_hat) sqrt(chi2(theta) - chi2_min) is driven to +/- z (z = 1.96 for 95%) by the
     secant method, starting from the Wald limits. A limit that reaches the parameter's bound before
     s reaches z is reported as that bound (the interval is open there).
@@ -97,8 +98,8 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
     se = p_hat.stderr if p_hat.stderr and np.isfinite(p_hat.stderr) else 0.1 * max(abs(theta_hat), 1e-3)
     lo_b, hi_b = p_hat.min, p_hat.max
 
-    def signed_root(theta, start):
-        out = _profile_point(residual, jacobian, start, name, theta, max_nfev, chi_min)
+    def signed_root(theta, path):
+        out = _profile_point(residual, jacobian, extrapolated_start(path, theta), name, theta, max_nfev, chi_min)
         if trace is not None:
             trace.append((float(theta), float(max(out.chisqr - chi_min, 0.0))))
         return math.copysign(math.sqrt(max(out.chisqr - chi_min, 0.0)), theta - theta_hat), out.params
@@ -106,11 +107,12 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
     limits = []
     for sign in (-1.0, 1.0):
         bound = lo_b if sign < 0 else hi_b
-        prev_t, prev_s, start = theta_hat, 0.0, best.params
+        prev_t, prev_s, path = theta_hat, 0.0, [(theta_hat, best.params)]
         t = float(np.clip(theta_hat + sign * z * se, lo_b, hi_b))
         limit = bound
         for _ in range(max_iter):
-            s, start = signed_root(t, start)
+            s, fitted = signed_root(t, path)
+            path = [path[-1], (t, fitted)]
             if abs(s - sign * z) < 0.01:
                 limit = t
                 break
@@ -190,22 +192,40 @@ def profile_curve(residual, jacobian, best, name: str, thetas, max_nfev: int = 2
     """(theta, Delta(-2 log L)) of the profile likelihood of ``name`` at each of ``thetas``, sorted by theta.
 
     At each value the parameter is fixed and the others refitted; values are visited outward from the estimate
-    on each side, each warm-started from its neighbour nearer the estimate. ``best``: the unconstrained fit.
+    on each side, each started where the path of the others' optima through the two values nearer the estimate
+    points (:func:`extrapolated_start`). ``best``: the unconstrained fit.
     A value whose refit fails (non-finite residuals: a solve failed) ends that side: the curve stops there.
     """
     theta_hat, chi_min = best.params[name].value, best.chisqr
     thetas = np.sort(np.asarray(thetas, float))
     points = []
     for side in (thetas[thetas < theta_hat][::-1], thetas[thetas >= theta_hat]):
-        start = best.params
+        path = [(theta_hat, best.params)]
         for t in side:
             try:
-                out = _profile_point(residual, jacobian, start, name, t, max_nfev, chi_min)
+                out = _profile_point(residual, jacobian, extrapolated_start(path, t), name, t, max_nfev, chi_min)
             except ValueError:
                 break
             points.append((float(t), float(max(out.chisqr - chi_min, 0.0))))
-            start = out.params
+            path = [path[-1], (float(t), out.params)]
     return sorted(points)
+
+
+def extrapolated_start(path, theta: float):
+    """Start of a profile refit at ``theta`` from ``path``, the last one or two (theta, lmfit Parameters) fitted:
+    each varying value extended linearly through the last two to ``theta`` (a secant predictor of the path of the
+    others' optima, so the refit starts near its optimum rather than its neighbour's), held inside its bounds;
+    the last fitted values when there is only one."""
+    (t1, p1) = path[-1]
+    start = p1.copy()
+    if len(path) < 2 or path[-2][0] == t1:
+        return start
+    t0, p0 = path[-2]
+    w = (theta - t1) / (t1 - t0)
+    for k, par in start.items():
+        if par.vary:
+            par.set(value=float(np.clip(p1[k].value + w * (p1[k].value - p0[k].value), par.min, par.max)))
+    return start
 
 
 
