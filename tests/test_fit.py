@@ -144,13 +144,14 @@ def test_profile_interval_is_wald_for_a_linear_model_and_the_exact_profile_for_a
 
 
 def test_profile_refits_start_on_the_extrapolated_path_of_the_other_optima():
-    """extrapolated_start extends each varying value linearly through the last two fitted points, held to its
-    bounds, and leaves the fixed ones. On a straight line y = a + b x the profiled intercept a(b) = mean(y) - b
-    mean(x) is linear in b, so after two points the prediction is the refit's optimum itself."""
+    """extrapolated_start extends each varying value linearly through the last two fitted points (at most two gaps
+    on), held to its bounds, and leaves the fixed ones. On a straight line y = a + b x the profiled intercept
+    a(b) = mean(y) - b mean(x) is linear in b, so after two points the prediction is the refit's optimum itself,
+    and profile_curve's later values each take one evaluation."""
     import lmfit
 
     from hcvdyn.estimate.optimize import minimize_least_squares
-    from hcvdyn.estimate.profile import extrapolated_start
+    from hcvdyn.estimate.profile import extrapolated_start, profile_curve
 
     def pars(a, b, c=0.0):
         p = lmfit.Parameters()
@@ -161,23 +162,60 @@ def test_profile_refits_start_on_the_extrapolated_path_of_the_other_optima():
 
     one = extrapolated_start([(0.0, pars(1.0, 0.0, 7.0))], 0.5)
     assert [one[k].value for k in "abc"] == [1.0, 0.0, 7.0]  # one point: its values
-    start = extrapolated_start([(0.0, pars(1.0, 2.0)), (1.0, pars(2.0, 9.0))], 2.0)
-    assert start["a"].value == pytest.approx(3.0) and start["b"].value == 10.0 and start["c"].value == 0.0  # b held at its bound
+    start = extrapolated_start([(0.0, pars(1.0, 2.0, 5.0)), (1.0, pars(2.0, 9.0, 6.0))], 2.0)
+    assert start["a"].value == pytest.approx(3.0) and start["b"].value == 10.0 and start["c"].value == 6.0  # b at its bound; c fixed
+    far = extrapolated_start([(0.0, pars(1.0, 0.0)), (1.0, pars(2.0, 0.0))], 11.0)
+    assert far["a"].value == pytest.approx(4.0)  # ten gaps on: extended two
 
     rng = np.random.default_rng(3)
     x = np.linspace(0, 5, 9)
     y = 2.0 - 0.7 * x + 0.1 * rng.standard_normal(x.size)
+    calls = []
+
+    def residual(pv):
+        calls.append((pv["b"].value, pv["a"].value))
+        return y - pv["a"].value - pv["b"].value * x
+
+    def jacobian(pv):
+        return -np.ones((x.size, 1)) if not pv["b"].vary else -np.stack([np.ones_like(x), x], 1)
 
     def fit_at(b, start):
         p = start.copy()
         p["b"].set(value=b, vary=False)
-        return minimize_least_squares(lambda pv: y - pv["a"].value - pv["b"].value * x,
-                                      lambda pv: -np.ones((x.size, 1)), p, 50)
+        return minimize_least_squares(residual, jacobian, p, 50)
 
     path = [(b, fit_at(b, pars(0.0, b)).params) for b in (-0.7, -0.6)]
     predicted = extrapolated_start(path, -0.4)
     assert predicted["a"].value == pytest.approx(y.mean() + 0.4 * x.mean(), rel=1e-6)
-    assert fit_at(-0.4, predicted).nfev <= 2  # started at its optimum
+    assert fit_at(-0.4, predicted).nfev <= 2 and fit_at(-0.4, path[-1][1]).nfev > 2  # at its optimum; the neighbour is not
+
+    best = minimize_least_squares(residual, jacobian, pars(0.0, 0.0), 50)
+    b_hat = best.params["b"].value
+    calls.clear()
+    grid = b_hat + 0.01 * np.arange(1, 7)
+    assert len(profile_curve(residual, jacobian, best, "b", grid)) == 6
+    first_a = {b: a for b, a in reversed(calls)}  # the intercept each refit started from
+    assert first_a[grid[0]] == pytest.approx(best.params["a"].value)  # the first from the estimate's
+    for b in grid[1:]:  # the others on the path: the profiled intercept itself
+        assert first_a[b] == pytest.approx(y.mean() - b * x.mean(), rel=1e-9)
+
+
+def test_trust_region_follows_the_declared_scales():
+    """Least-squares trust regions are sized by each parameter's declared scale: |start| for log-scale ones (a rate
+    near 1e-7 moves by fractions of itself), 1 for log10 loads and fractions; fixed parameters are left out and
+    copies of the Parameters keep the scale."""
+    import lmfit
+
+    from hcvdyn.estimate.optimize import add_estimate, trust_scales
+    from hcvdyn.model.catalog import get_model
+
+    declared = get_model("neumann1998").params
+    pars = lmfit.Parameters()
+    for name, value, vary in (("beta", 2e-7, True), ("log10_V0", 6.3, True), ("eps", 0.9, True), ("delta", 0.2, False), ("p", 40.0, True)):
+        add_estimate(pars, name, declared[name], value, declared[name].lower, declared[name].upper, vary)
+    pars.add("other", value=5.0)  # no declared scale: 1
+    assert list(trust_scales(pars.copy())) == [2e-7, 1.0, 1.0, 40.0, 1.0]
+
 
 def test_satterthwaite_interval_of_a_standard_deviation():
     """The SD of n draws about a known mean (se = sd / sqrt(2 n)) gets the exact chi2_n interval at any level;

@@ -181,10 +181,16 @@ def _profile_point(residual, jacobian, path, name: str, theta: float, max_nfev: 
     held to [1e-8, 1e-6]): a profile needs Delta(-2 log L) to a few thousandths (the interval's limits are sought to
     0.01 in the signed root, 0.04 in Delta at z = 1.96), and below that each refit of the bundled trial spent half
     its evaluations (about 10 of 20) on the last 1e-3. The optimum itself is fitted to scipy's default."""
-    pars = extrapolated_start(path, theta)
-    pars[name].set(value=float(theta), vary=False)
     ftol = float(np.clip(PROFILE_TOL / max(chi_min, 1e-300), 1e-8, 1e-6))
-    return minimize_least_squares(residual, jacobian, pars, max_nfev, ftol=ftol)
+    tails = (path, path[-1:]) if len(path) > 1 else (path,)  # a failed solve from the extrapolated start: once more
+    for k, tail in enumerate(tails):                         # from the last fitted point
+        pars = extrapolated_start(tail, theta)
+        pars[name].set(value=float(theta), vary=False)
+        try:
+            return minimize_least_squares(residual, jacobian, pars, max_nfev, ftol=ftol)
+        except ValueError:
+            if k == len(tails) - 1:
+                raise
 
 
 
@@ -215,14 +221,16 @@ def extrapolated_start(path, theta: float):
     """Start of a profile refit at ``theta`` from ``path``, the last one or two (theta, lmfit Parameters) fitted:
     each varying value extended linearly through the last two to ``theta`` (a secant predictor of the path of the
     others' optima, so the refit starts near its optimum rather than its neighbour's), held inside its bounds;
-    the last fitted values when there is only one. Returns a new Parameters (one copy: a copy of a trial's
-    Parameters takes tens of milliseconds)."""
+    the last fitted values when there is only one. The extension reaches at most two of the last gaps beyond the
+    last point (and back no further than the point before it): a secant step far past a flat stretch of the profile
+    is not followed blindly. Returns a new Parameters (one copy: a copy of a trial's Parameters takes tens of
+    milliseconds)."""
     (t1, p1) = path[-1]
     start = p1.copy()
     if len(path) < 2 or path[-2][0] == t1:
         return start
     t0, p0 = path[-2]
-    w = (theta - t1) / (t1 - t0)
+    w = min(max((theta - t1) / (t1 - t0), -1.0), 2.0)
     for k, par in start.items():
         if par.vary:
             par.set(value=float(np.clip(p1[k].value + w * (p1[k].value - p0[k].value), par.min, par.max)))
