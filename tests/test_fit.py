@@ -200,21 +200,47 @@ def test_profile_refits_start_on_the_extrapolated_path_of_the_other_optima():
         assert first_a[b] == pytest.approx(y.mean() - b * x.mean(), rel=1e-9)
 
 
-def test_trust_region_follows_the_declared_scales():
-    """Least-squares trust regions are sized by each parameter's declared scale: |start| for log-scale ones (a rate
-    near 1e-7 moves by fractions of itself), 1 for log10 loads and fractions; fixed parameters are left out and
-    copies of the Parameters keep the scale."""
+def test_unit_trust_region_fits_parameters_far_from_one():
+    """The least-squares fits size their trust region in the parameters' own units (x_scale = 1). Parameters far
+    from 1 still fit: a count near 2e7 (Tmax) with a rate near 0.1, and a rate constant near 3e-7 (beta), from
+    starts 10-100 times off, reach the optimum found with the region scaled by the Jacobian's column norms, in as
+    few evaluations."""
     import lmfit
 
-    from hcvdyn.estimate.optimize import add_estimate, trust_scales
+    from hcvdyn.estimate.optimize import minimize_least_squares
     from hcvdyn.model.catalog import get_model
 
-    declared = get_model("neumann1998").params
-    pars = lmfit.Parameters()
-    for name, value, vary in (("beta", 2e-7, True), ("log10_V0", 6.3, True), ("eps", 0.9, True), ("delta", 0.2, False), ("p", 40.0, True)):
-        add_estimate(pars, name, declared[name], value, declared[name].lower, declared[name].upper, vary)
-    pars.add("other", value=5.0)  # no declared scale: 1
-    assert list(trust_scales(pars.copy())) == [2e-7, 1.0, 1.0, 40.0, 1.0]
+    declared = get_model("pkpd3_prolif").params
+    t = np.linspace(0.5, 28, 12)
+    rng = np.random.default_rng(0)
+    cases = {  # free parameters (name, truth, start) and a curve of them, log10 units
+        "count": ((("Tmax", 1.85e7, 5e5), ("delta", 0.12, 1.0)),
+                  lambda a, d: np.log10(a) - d * t / np.log(10) + np.log10(1 + 50 * np.exp(-3 * d * t))),
+        "rate": ((("beta", 3e-7, 3e-5), ("delta", 1.5, 0.2)), lambda b, d: 6.0 + np.log10(np.exp(-d * t) + b * 1e6 * t)),
+    }
+    for name, (free, curve) in cases.items():
+        y = curve(*(v for _, v, _ in free)) + 0.05 * rng.standard_normal(t.size)
+
+        def residual(pv, curve=curve, free=free, y=y):
+            return (y - curve(*(pv[k].value for k, _, _ in free))) / 0.05
+
+        def jacobian(pv, residual=residual, free=free):  # central differences in relative steps
+            cols = []
+            for k, _, _ in free:
+                h = 1e-6 * pv[k].value
+                up, down = pv.copy(), pv.copy()
+                up[k].value, down[k].value = pv[k].value + h, pv[k].value - h
+                cols.append((residual(up) - residual(down)) / (2 * h))
+            return np.stack(cols, 1)
+
+        pars = lmfit.Parameters()
+        for k, _, start in free:
+            pars.add(k, value=start, min=declared[k].lower, max=declared[k].upper)
+        ours = minimize_least_squares(residual, jacobian, pars, 400)
+        scaled = lmfit.Minimizer(residual, pars, scale_covar=False).minimize(method="least_squares", jac=jacobian, x_scale="jac", max_nfev=400)
+        assert ours.chisqr == pytest.approx(scaled.chisqr, rel=1e-6) and ours.nfev <= scaled.nfev + 2, (name, ours.nfev, scaled.nfev)
+        for k, _, _ in free:
+            assert ours.params[k].value == pytest.approx(scaled.params[k].value, rel=1e-3), (name, k)
 
 
 def test_satterthwaite_interval_of_a_standard_deviation():

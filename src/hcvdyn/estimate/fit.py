@@ -28,7 +28,7 @@ import numpy as np
 from hcvdyn.estimate.data import PatientData
 from hcvdyn.estimate.design import Estimate, FitDesign, design_of
 from hcvdyn.estimate.likelihood import jacobian_and_residuals_fn, once_per_point, raw_errors, residual_sd_mle
-from hcvdyn.estimate.optimize import add_estimate, best_of, check_bounds, draw_start, draw_starts, minimize_least_squares, pad_patients
+from hcvdyn.estimate.optimize import best_of, check_bounds, draw_start, draw_starts, minimize_least_squares, pad_patients
 from hcvdyn.estimate.problem import TrialProblem, build_trial_problem, treatment_ends
 from hcvdyn.estimate.profile import profile_curve, profile_grid, profile_interval, wald_interval
 from hcvdyn.model.dosing import Regimen, dose_arrays
@@ -147,7 +147,7 @@ def fit_patient(
         pars = lmfit.Parameters()
         for k, v in zip(free, row):
             lo, hi = bounds.get(k, (model.params[k].lower, model.params[k].upper))
-            add_estimate(pars, k, model.params[k], v, lo, hi)
+            pars.add(k, value=float(v), min=lo, max=hi)
         return pars
 
     best, objectives = best_of(residual, jacobian, map(start_pars, starts), max_nfev, where)

@@ -11,11 +11,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hcvdyn.model.hcv import HCVModel
-from hcvdyn.model.parameters import Param
 from hcvdyn.solve.options import NumericalError, bucket_size, pad_last
 
-__all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "add_estimate", "trust_scales",
-           "minimize_least_squares", "blas_threads"]
+__all__ = ["check_bounds", "draw_start", "draw_starts", "pad_patients", "best_of", "minimize_least_squares", "blas_threads"]
 
 
 def check_bounds(model: HCVModel, free, bounds, starts, where: str) -> dict[str, tuple[float, float]]:
@@ -98,35 +96,16 @@ def best_of(residual, jacobian, starts, max_nfev: int, where: str, polish=None):
 
 
 
-def add_estimate(pars, label: str, param: Param, value: float, lower: float, upper: float, vary: bool = True) -> None:
-    """Add the lmfit parameter ``label``, an estimate of the declared ``param``, to ``pars``; it carries the
-    declared scale (:attr:`Param.scale`) for :func:`trust_scales`."""
-    pars.add(label, value=float(value), min=lower, max=upper, vary=vary)
-    pars[label].user_data = {"scale": param.scale}
-
-
-def trust_scales(pars) -> np.ndarray:
-    """Characteristic size of each varying lmfit parameter for the trust region (scipy's ``x_scale``), from its
-    declared scale (:func:`add_estimate`): |start| for log-scale parameters, so that a rate near 1e-7 and a
-    count near 1e9 move by like fractions of themselves; 1 for the others (log10 loads, fractions, psi) and for
-    parameters added without a declared scale."""
-    out = []
-    for par in pars.values():
-        if par.vary and not par.expr:
-            log = (par.user_data or {}).get("scale") == "log" and par.value > 0
-            out.append(abs(par.value) if log else 1.0)
-    return np.asarray(out)
-
-
 def minimize_least_squares(residual, jacobian, pars, max_nfev, ftol: float = 1e-8):
     """One lmfit least-squares run (scipy trust-region reflective) with the exact Jacobian; it stops when an
     iteration lowers the sum of squares by less than ``ftol`` times it (scipy's default 1e-8).
 
-    The trust region is scaled by :func:`trust_scales` (the declared scales), not by the Jacobian's column norms
-    (scipy's x_scale = "jac"). With those, a parameter the data barely inform near its bound (the delta of a
-    patient whose load hardly falls, bounded at 1e-3) got a region so wide that the reflective steps crept toward
-    the bound for some 50 iterations. On the bundled trial and benchmarks/fit.py (docs/fitting.md, "The
-    optimiser") the declared scales reach the same optima in fewer evaluations.
+    The trust region is in the parameters' own units (x_scale = 1), not scaled by the Jacobian's column norms
+    ("jac"). With that scaling a parameter the data barely inform near its bound (the delta of a patient whose load
+    hardly falls, bounded at 1e-3) got a region so wide that the reflective steps crept toward the bound for some
+    50 iterations. Measured in docs/fitting.md ("The optimiser"): fewer evaluations to the same optima on the
+    bundled trial and benchmarks/fit.py; parameters far from 1 (Tmax near 2e7, beta near 3e-7) fit as with "jac"
+    (tests/test_fit.py).
 
     Its linear algebra (an SVD of the Jacobian per iteration, a few hundred columns) runs on ``$HCVDYN_BLAS_THREADS``
     BLAS threads, default one, for the whole process while the fit runs: on 2 cores OpenBLAS's threads made each
@@ -137,7 +116,7 @@ def minimize_least_squares(residual, jacobian, pars, max_nfev, ftol: float = 1e-
 
     mini = lmfit.Minimizer(residual, pars, scale_covar=False, nan_policy="raise")
     with threadpool_limits(limits=blas_threads(), user_api="blas"):
-        return mini.minimize(method="least_squares", jac=jacobian, x_scale=trust_scales(pars), max_nfev=max_nfev, ftol=ftol)
+        return mini.minimize(method="least_squares", jac=jacobian, x_scale=1.0, max_nfev=max_nfev, ftol=ftol)
 
 
 def blas_threads() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from hcvdyn.estimate.design import Estimate, FitDesign
 from hcvdyn.estimate.likelihood import jacobian_and_residuals_fn, once_per_point
-from hcvdyn.estimate.optimize import add_estimate, minimize_least_squares, pad_patients
+from hcvdyn.estimate.optimize import minimize_least_squares, pad_patients
 from hcvdyn.model.dosing import Regimen, batch_dose_arrays, patient_regimens
 from hcvdyn.model.drugs import EFFECTS
 from hcvdyn.model.hcv import HCVModel
@@ -59,7 +59,7 @@ class PatientProblem:
         sub = lmfit.Parameters()
         for label, k, v in zip(self.labels, self.names, first):
             lo, hi = trial_pars[label].min, trial_pars[label].max
-            add_estimate(sub, k, self.model.params[k], np.clip(v, lo, hi), lo, hi)
+            sub.add(k, value=float(np.clip(v, lo, hi)), min=lo, max=hi)
         try:
             return minimize_least_squares(self.residual, self.jacobian, sub, max_nfev)
         except ValueError:
@@ -135,8 +135,8 @@ class TrialProblem:
         import lmfit
 
         pars = lmfit.Parameters()
-        for e, v, lo, hi, on in zip(self.estimates, self.start, self.lower, self.upper, self.vary):
-            add_estimate(pars, e.label, self.model.params[e.name], v, lo, hi, on)
+        for label, v, lo, hi, on in zip(self.labels, self.start, self.lower, self.upper, self.vary):
+            pars.add(label, value=v, min=lo, max=hi, vary=on)
         return pars
 
     def theta(self, pars) -> np.ndarray:
