@@ -147,7 +147,7 @@ def test_profile_refits_start_on_the_extrapolated_path_of_the_other_optima():
     """extrapolated_start extends each varying value linearly through the last two fitted points (at most two gaps
     on), held to its bounds, and leaves the fixed ones. On a straight line y = a + b x the profiled intercept
     a(b) = mean(y) - b mean(x) is linear in b, so after two points the prediction is the refit's optimum itself,
-    and profile_curve's later values each take one evaluation."""
+    and profile_curve starts each later refit there."""
     import lmfit
 
     from hcvdyn.estimate.optimize import minimize_least_squares

@@ -85,9 +85,9 @@ def profile_interval(residual, jacobian, best, name: str, level: float = 0.95, m
                      trace: list | None = None):
     """Profile-likelihood interval of one parameter of a least-squares M3 problem.
 
-    The parameter is fixed at trial values and the others refitted (started by :func:`extrapolated_start`); the signed root
-    s = sign(theta - theta_hat) sqrt(chi2(theta) - chi2_min) is driven to +/- z (z = 1.96 for 95%) by the
-    secant method, starting from the Wald limits. A limit that reaches the parameter's bound before
+    The parameter is fixed at trial values and the others refitted (started by :func:`extrapolated_start`); the
+    signed root s = sign(theta - theta_hat) sqrt(chi2(theta) - chi2_min) is driven to +/- z (z = 1.96 for 95%) by
+    the secant method, starting from the Wald limits. A limit that reaches the parameter's bound before
     s reaches z is reported as that bound (the interval is open there).
     """
     from scipy.stats import norm
@@ -182,15 +182,17 @@ def _profile_point(residual, jacobian, path, name: str, theta: float, max_nfev: 
     0.01 in the signed root, 0.04 in Delta at z = 1.96), and below that each refit of the bundled trial spent half
     its evaluations (about 10 of 20) on the last 1e-3. The optimum itself is fitted to scipy's default."""
     ftol = float(np.clip(PROFILE_TOL / max(chi_min, 1e-300), 1e-8, 1e-6))
-    tails = (path, path[-1:]) if len(path) > 1 else (path,)  # a failed solve from the extrapolated start: once more
-    for k, tail in enumerate(tails):                         # from the last fitted point
-        pars = extrapolated_start(tail, theta)
-        pars[name].set(value=float(theta), vary=False)
-        try:
-            return minimize_least_squares(residual, jacobian, pars, max_nfev, ftol=ftol)
-        except ValueError:
-            if k == len(tails) - 1:
-                raise
+
+    def refit(start):
+        start[name].set(value=float(theta), vary=False)
+        return minimize_least_squares(residual, jacobian, start, max_nfev, ftol=ftol)
+
+    try:
+        return refit(extrapolated_start(path, theta))
+    except ValueError:  # a solve failed from the extrapolated start: once more from the last fitted point
+        if len(path) < 2:
+            raise
+        return refit(extrapolated_start(path[-1:], theta))
 
 
 
