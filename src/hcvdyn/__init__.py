@@ -9,6 +9,10 @@ import os as _os
 
 _os.environ.setdefault("EQX_ON_ERROR", "nan")  # before equinox is imported: see hcvdyn.cache
 
+from hcvdyn.cache import xla_flags as _xla_flags  # noqa: E402  (imports nothing but the standard library)
+
+_os.environ["XLA_FLAGS"] = _xla_flags(_os.environ.get("XLA_FLAGS", ""))  # before JAX's CPU backend starts
+
 import jax as _jax  # noqa: E402
 
 _jax.config.update("jax_enable_x64", True)
