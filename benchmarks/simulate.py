@@ -6,8 +6,9 @@ largest |log10 V difference| on 20 patients against a tight reference (the adapt
 
 * adaptive: diffrax Tsit5 with step control, jit + vmap (`simulate_batch`), at --atol;
 * grid:     the fixed-grid population solver of virtual trials (`solve_population`), one line for each of
-            --steps-per-day (default 8 and 16), on the mesh virtual trials use (`day_mesh`: graded after each
-            celgosivir dose);
+            --steps-per-day (default 4, the default, and 16), on the mesh virtual trials use (`day_mesh`: graded
+            after each celgosivir dose), with more base steps for the patients whose fast clearance needs
+            them (`base_steps`; the line gives their shares);
 * LSODA:    scipy's solve_ivp on the same right-hand side, split at every dose, on --n-ref patients;
 * deSolve:  the compiled-C peer in ../shared/peers/desolve (lsode, analytic PK, one core), run through its
             run.sh when Rscript is on PATH (apt-get install r-base-core r-base-dev r-cran-desolve); the line
@@ -15,7 +16,7 @@ largest |log10 V difference| on 20 patients against a tight reference (the adapt
 
 Ratios against LSODA and deSolve are printed for each hcvdyn path. All rates are measured in this run.
 
-    python benchmarks/simulate.py [--n 2000] [--steps-per-day 8,16] [--no-peer]
+    python benchmarks/simulate.py [--n 2000] [--steps-per-day 4,16] [--no-peer]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import hcvdyn
 from hcvdyn import Regimen, SolverOptions
 from hcvdyn.analysis.virtual_trial import simulate_arm_patients
 from hcvdyn.solve.adaptive import batch_solver, prepare_batch
-from hcvdyn.solve.grid import day_mesh
+from hcvdyn.solve.grid import base_steps, day_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "desolve" / "run.sh"
@@ -133,7 +134,7 @@ def main(argv=None):
     ap.add_argument("--n-peer", type=int, default=100, help="timing patients of the deSolve peer (default 100)")
     ap.add_argument("--weeks", type=int, default=48)
     ap.add_argument("--atol", type=float, default=1e-6, help="adaptive path: absolute tolerance on ln-states")
-    ap.add_argument("--steps-per-day", default="8,16", help="grid path: base steps per day, comma-separated (default 8,16)")
+    ap.add_argument("--steps-per-day", default="4,16", help="grid path: base steps per day, comma-separated (default 4,16)")
     ap.add_argument("--tight", type=float, default=1e-10, help="atol of the adaptive reference (default 1e-10)")
     ap.add_argument("--ref-tol", type=float, default=1e-8, help="LSODA rtol = atol")
     ap.add_argument("--seed", type=int, default=1)
@@ -158,8 +159,11 @@ def main(argv=None):
         run_g(timing)  # the timed shape compiled too (chunk sizes depend on n)
         _, wall = timed(run_g, timing)
         err = np.max(np.abs(run_g(acc) - reference))
+        need = base_steps(timing["c"], spd)  # per patient, as simulate_arm_patients takes them
+        meshes = ", ".join(f"{int(b)}: {np.mean(need == b):.0%}" for b in np.unique(need))
         steps = day_mesh(model, regs, spd).size
-        rows.append((f"grid, {spd} steps/day", args.n / wall, err, f"{steps} steps a day, graded; compile {compile_g:.1f} s"))
+        rows.append((f"grid, {spd} steps/day", args.n / wall, err,
+                     f"{steps} steps a day at {spd}, graded; patients by base steps {meshes}; compile {compile_g:.1f} s"))
 
     ref_times, ref_err = [], 0.0
     for i in range(args.n_ref):

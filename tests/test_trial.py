@@ -10,7 +10,16 @@ import pytest
 from hcvdyn.model.trial_design import load_trial
 from hcvdyn.solve.options import SolverOptions
 from hcvdyn.model.dosing import Regimen
-from hcvdyn.solve.grid import DEFAULT_STEPS_PER_DAY, GRADED_LEVELS, DayMesh, day_mesh, grid_doses, population_solver, scheduled_doses
+from hcvdyn.solve.grid import (
+    DEFAULT_STEPS_PER_DAY,
+    GRADED_LEVELS,
+    DayMesh,
+    base_steps_per_day,
+    day_mesh,
+    grid_doses,
+    population_solver,
+    scheduled_doses,
+)
 from hcvdyn.solve.adaptive import simulate
 from hcvdyn.analysis.population import load_population
 from hcvdyn.analysis.scenarios import load_scenarios, run_scenarios
@@ -74,6 +83,18 @@ def test_day_mesh_grades_the_step_after_each_celgosivir_dose_only(spec):
                    m.pk_drugs, 10, mesh, np.full(1, 70.0))
     with pytest.raises(ValueError, match="sum to one day"):
         DayMesh((0.5, 0.25))
+
+
+def test_base_steps_double_until_clearance_times_step_is_small():
+    """The default 4 base steps hold for c up to 6.4/day (c h <= 1.6; the calibrated population has c = 6.2), and
+    double beyond: at 4 steps a day benchmarks/simulate.py's patients with c h near 1.9 were 1.2e-2 log10 off."""
+    assert DEFAULT_STEPS_PER_DAY == 4
+    assert base_steps_per_day(np.array([3.0, 6.2])) == 4
+    assert base_steps_per_day(np.array([3.0, 6.5])) == 8
+    assert base_steps_per_day(13.0) == 16
+    assert base_steps_per_day(6.2, at_least=8) == 8  # a finer request is kept
+    with pytest.raises(ValueError, match="clearance"):
+        base_steps_per_day(np.array([6.2, np.nan]))
 
 
 def test_grid_solver_drops_the_interaction_term_only_where_psi_is_zero(spec):

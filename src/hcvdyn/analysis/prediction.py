@@ -42,10 +42,11 @@ def predict_patient(
     """Outcomes of a :class:`hcvdyn.estimate.fit.PatientFit` with intervals that carry its parameter uncertainty.
 
     Free parameters are drawn (seeded) from the normal approximation at the estimate (its standard errors
-    and correlations), kept inside their declared bounds by rejection, and simulated under ``regimens``.
+    and correlations), kept inside their declared bounds by rejection, and simulated under ``regimens`` on the
+    fixed grid with at least ``steps_per_day`` base steps a day (:func:`hcvdyn.solve.grid.base_steps_per_day`).
     """
     from hcvdyn.model.catalog import get_model
-    from hcvdyn.solve.grid import day_mesh, grid_doses, population_solver
+    from hcvdyn.solve.grid import base_steps_per_day, day_mesh, grid_doses, population_solver
 
     model = get_model(fit.model)
     free = list(fit.free)
@@ -70,7 +71,7 @@ def predict_patient(
     params = {k: np.full(n, float(v)) for k, v in fit.params.items()}
     for j, k in enumerate(free):
         params[k] = draws[:, j]
-    mesh = day_mesh(model, regimens, steps_per_day)
+    mesh = day_mesh(model, regimens, base_steps_per_day(params["c"], steps_per_day))
     index, amounts = grid_doses(regimens, model.pk_drugs, days, mesh, np.full(n, weight_kg))
     log10_states = np.asarray(population_solver(model, days, mesh)(params, index, amounts)).T / math.log(10)
     ln_v = log10_states[:, 3]

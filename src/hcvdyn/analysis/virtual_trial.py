@@ -131,38 +131,47 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
     target_peak=True returns (log10 loads, largest T / T0 over the days per patient), without the states.
     Patients are solved in chunks of at most ``chunk`` (:func:`chunk_sizes`; the last one padded), so calls share
     compiled solvers and memory beyond the outputs stays bounded; chunks run on one thread per CPU core (the
-    compiled solver releases Python's lock).
+    compiled solver releases Python's lock). steps_per_day: base steps a day, at least; each patient gets as many
+    as its virion clearance needs (:func:`hcvdyn.solve.grid.base_steps`), and patients needing the same are solved
+    together on one mesh.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from hcvdyn.solve.grid import day_mesh, grid_schedule, population_solver
+    from hcvdyn.solve.grid import base_steps, day_mesh, grid_schedule, population_solver
 
     n = next(iter(params.values())).size
-    mesh = day_mesh(model, regimens, steps_per_day)
-    solver = population_solver(model, days, mesh)
-    sched = grid_schedule(regimens, model.pk_drugs, days, mesh, widths)
+    need = base_steps(params["c"], steps_per_day)
     workers = os.cpu_count() or 1
-    size, n_chunks = chunk_sizes(n, chunk, workers)
+    tasks = []  # (solver, schedule, patients of the chunk, padded to the chunk's size)
+    for base in np.unique(need):
+        group = np.flatnonzero(need == base)
+        mesh = day_mesh(model, regimens, int(base))
+        solver, sched = population_solver(model, days, mesh), grid_schedule(regimens, model.pk_drugs, days, mesh, widths)
+        size, _ = chunk_sizes(group.size, chunk, workers)
+        for start in range(0, group.size, size):
+            members = group[start : start + size]
+            tasks.append((solver, sched, members, group[np.minimum(np.arange(start, start + size), group.size - 1)]))
 
-    def solve_chunk(start: int):
-        sl = slice(start, min(start + size, n))
-        idx = np.minimum(np.arange(start, start + size), n - 1)  # the last chunk repeats its last patient
+    def solve_chunk(task):
+        solver, sched, members, idx = task  # idx: the chunk's patients, its last one repeated to the chunk's size
         p = {k: np.asarray(v)[idx] for k, v in params.items()}
         tk = {d: np.asarray(v)[idx] for d, v in taken.items()}
-        ys = np.asarray(solver(p, sched.index, sched.amounts(np.asarray(weights)[idx], tk)))[:, :, : sl.stop - sl.start]
-        return sl, ys
+        ys = np.asarray(solver(p, sched.index, sched.amounts(np.asarray(weights)[idx], tk)))[:, :, : members.size]
+        return members, ys
 
     out = np.empty((n, 4, days + 1)) if states else np.empty((n, days + 1))
     peak = np.empty(n)
-    with ThreadPoolExecutor(max_workers=min(workers, n_chunks)) as pool:
-        for sl, ys in pool.map(solve_chunk, range(0, n, size)):  # ys: (days + 1, 4, patients) ln-states
+    done = 0
+    with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        for members, ys in pool.map(solve_chunk, tasks):  # ys: (days + 1, 4, patients) ln-states
             if states:
-                out[sl] = np.transpose(ys, (2, 1, 0))
+                out[members] = np.transpose(ys, (2, 1, 0))
             else:
-                out[sl] = ys[:, 3].T / np.log(10.0)
-            peak[sl] = np.exp(np.max(ys[:, 0] - ys[:1, 0], axis=0))
-            _progress(label, sl.stop, n, progress)
+                out[members] = ys[:, 3].T / np.log(10.0)
+            peak[members] = np.exp(np.max(ys[:, 0] - ys[:1, 0], axis=0))
+            done += members.size
+            _progress(label, done, n, progress)
     return (out, peak) if target_peak else out
 
 
@@ -174,7 +183,9 @@ def run_virtual_trial(
 ) -> VirtualTrial:
     """Simulate a virtual trial: ``n_per_arm`` patients per arm drawn from ``population`` (seeded per arm).
 
-    Each patient is solved on the fixed grid (:func:`hcvdyn.solve.grid.solve_population`), sampled at the trial's
+    Each patient is solved on the fixed grid (:func:`hcvdyn.solve.grid.solve_population`) with at least
+    ``steps_per_day`` base steps a day, more for patients whose virion clearance needs them
+    (:func:`hcvdyn.solve.grid.base_steps`), sampled at the trial's
     sample days plus weeks 4 and 12 with N(0, sigma) assay error, censored below the trial's limit, and
     censored at dropout. arms: override the spec's arms (name -> regimens); param_overrides: arm -> parameter
     values fixed for every patient of that arm; adherence: arm -> mean adherence replacing the population's.
