@@ -10,7 +10,9 @@ def test_xla_flags_append_the_scheduler_flag_and_keep_a_users_choice():
     assert xla_flags("--xla_force_host_platform_device_count=2") == f"--xla_force_host_platform_device_count=2 {XLA_CPU_FLAG}=false"
     mine = f"{XLA_CPU_FLAG}=true --xla_cpu_enable_fast_math=false"
     assert xla_flags(mine) == mine
-    # conftest.py imports hcvdyn before any JAX computation, so the whole suite runs with the flag
+    other = f"{XLA_CPU_FLAG}_of_another_kind=1"  # a longer name is not the flag
+    assert xla_flags(other) == f"{other} {XLA_CPU_FLAG}=false"
+    # conftest.py imports hcvdyn before any JAX computation: the variable is set for the whole suite
     assert XLA_CPU_FLAG.lstrip("-") in os.environ["XLA_FLAGS"]
 
 

@@ -129,11 +129,11 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
 
     states=True returns the daily natural-log states instead, shape (n, 4, days + 1) (ln T, ln I, ln V_I, ln V).
     target_peak=True returns (log10 loads, largest T / T0 over the days per patient), without the states.
-    Patients are solved in chunks of at most ``chunk`` (:func:`chunk_sizes`; the last one padded), so calls share
-    compiled solvers and memory beyond the outputs stays bounded; chunks run on one thread per CPU core (the
-    compiled solver releases Python's lock). steps_per_day: base steps a day, at least; each patient gets as many
-    as its virion clearance needs (:func:`hcvdyn.solve.grid.base_steps`), and patients needing the same are solved
-    together on one mesh.
+    steps_per_day: base steps a day, at least; each patient gets as many as its virion clearance needs
+    (:func:`hcvdyn.solve.grid.base_steps`), and the patients needing the same are solved together on one mesh.
+    Each such group is solved in chunks of at most ``chunk`` (:func:`chunk_sizes`, rounded up to a power of two when
+    there are several groups; the last chunk of a group padded), so calls share compiled solvers and memory beyond
+    the outputs stays bounded; chunks run on one thread per CPU core (the compiled solver releases Python's lock).
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +149,8 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
         mesh = day_mesh(model, regimens, int(base))
         solver, sched = population_solver(model, days, mesh), grid_schedule(regimens, model.pk_drugs, days, mesh, widths)
         size, _ = chunk_sizes(group.size, chunk, workers)
+        if len(np.unique(need)) > 1:  # group sizes vary from draw to draw: powers of two keep the compiled shapes few
+            size = min(max(chunk, 1), 1 << (size - 1).bit_length())
         for start in range(0, group.size, size):
             members = group[start : start + size]
             tasks.append((solver, sched, members, group[np.minimum(np.arange(start, start + size), group.size - 1)]))
@@ -185,7 +187,8 @@ def run_virtual_trial(
 
     Each patient is solved on the fixed grid (:func:`hcvdyn.solve.grid.solve_population`) with at least
     ``steps_per_day`` base steps a day, more for patients whose virion clearance needs them
-    (:func:`hcvdyn.solve.grid.base_steps`), sampled at the trial's
+    (:func:`hcvdyn.solve.grid.base_steps`; the result records the requested value, from which the meshes follow),
+    sampled at the trial's
     sample days plus weeks 4 and 12 with N(0, sigma) assay error, censored below the trial's limit, and
     censored at dropout. arms: override the spec's arms (name -> regimens); param_overrides: arm -> parameter
     values fixed for every patient of that arm; adherence: arm -> mean adherence replacing the population's.

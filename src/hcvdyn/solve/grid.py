@@ -27,6 +27,7 @@ __all__ = ["solve_population", "population_solver", "DayMesh", "day_mesh", "base
 TSIT5_OFFSETS = np.concatenate([[0.0], np.asarray(diffrax.Tsit5.tableau.c, dtype=float)])
 DEFAULT_STEPS_PER_DAY = 4  # 6 h base steps, at least (base_steps_per_day; docs/numerics.md)
 MAX_CLEARANCE_STEP = 1.6  # largest c x h of a base step: the integrating factor's quadrature error grows fast above it
+MAX_BASE_STEPS = 1024  # base steps a day: more means a clearance no model declares (c is in 1/day)
 GRADED_LEVELS = 5  # the base step after a washing-out drug's dose is cut into h/32, h/32, h/16, h/8, h/4, h/2
 NODE_TOL = 1e-9  # days: a dose time within this of a mesh node is on it
 
@@ -100,8 +101,15 @@ def base_steps(clearance, at_least: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(c) | (c <= 0))
     if bad.size:
         raise ValueError(f"base_steps: virion clearance c = {c[bad[0]]!r} /day (patient {bad[0]}) must be positive and finite")
-    doublings = np.maximum(np.ceil(np.log2(c / (MAX_CLEARANCE_STEP * at_least)) - 1e-12), 0).astype(int)
-    return int(at_least) * 2**doublings
+    if int(at_least) != at_least or at_least < 1:
+        raise ValueError(f"base_steps: at_least = {at_least!r} base steps a day must be a positive whole number")
+    steps = np.full(c.shape, int(at_least))
+    while np.any(c / steps > MAX_CLEARANCE_STEP):
+        steps = np.where(c / steps > MAX_CLEARANCE_STEP, 2 * steps, steps)
+        if steps.max() > MAX_BASE_STEPS:
+            raise ValueError(f"base_steps: virion clearance c = {c.max():g} /day needs more than {MAX_BASE_STEPS} base "
+                             "steps a day; c is in 1/day (the declared range is in docs/models.md)")
+    return steps
 
 
 def base_steps_per_day(clearance, at_least: int = DEFAULT_STEPS_PER_DAY) -> int:
@@ -214,8 +222,9 @@ def solve_population(model: HCVModel, params, dose_index, dose_amounts, n_days: 
 
 
 def population_solver(model: HCVModel, n_days: int, mesh: DayMesh | int):
-    """The jitted :func:`solve_population` for one model and mesh (a :class:`DayMesh` or whole steps per day),
-    shared by all callers (compiled per batch shape).
+    """:func:`solve_population` for one model and mesh (a :class:`DayMesh` or whole steps per day), compiled once
+    per batch shape and shared by all callers: a function of concrete (numpy) arrays, which checks them before it
+    calls the compiled solve.
 
     A batch in which every patient has psi = 0 is solved by the same model without its interaction term
     (equation 5 of :mod:`hcvdyn.model.hcv` is then exactly Bliss independence): the odds shift costs two
@@ -229,14 +238,14 @@ def population_solver(model: HCVModel, n_days: int, mesh: DayMesh | int):
     return _checked_solver(model, int(n_days), DayMesh.of(mesh))
 
 
-@lru_cache(maxsize=64)
 def _jitted_solver(model: HCVModel, n_days: int, mesh: DayMesh):
     return jax.jit(lambda params, dose_index, dose_amounts: solve_population(model, params, dose_index, dose_amounts, n_days, mesh))
 
 
 @lru_cache(maxsize=32)
 def _checked_solver(model: HCVModel, n_days: int, mesh: DayMesh):
-    bliss = dataclasses.replace(model, interaction=None) if model.interaction is not None else None
+    solve = _jitted_solver(model, n_days, mesh)  # both built here, once: callers run chunks on several threads
+    bliss = None if model.interaction is None else _jitted_solver(dataclasses.replace(model, interaction=None), n_days, mesh)
 
     def checked(params, dose_index, dose_amounts):
         if model.constant_drugs:
@@ -245,10 +254,9 @@ def _checked_solver(model: HCVModel, n_days: int, mesh: DayMesh):
                 raise ValueError(f"population solver ({model.name}): constant efficacies stop at t_end = {t_end:g} days, "
                                  f"within the {n_days}-day grid, whose fixed steps do not stop at such a switch; simulate "
                                  "such patients with the adaptive solver (hcvdyn.simulate_batch)")
-        if bliss is not None and not np.any(np.asarray(params["psi"])):
-            params = {k: v for k, v in params.items() if k != "psi"}
-            return _jitted_solver(bliss, n_days, mesh)(params, dose_index, dose_amounts)
-        return _jitted_solver(model, n_days, mesh)(params, dose_index, dose_amounts)
+        if bliss is not None and "psi" in params and not np.any(np.asarray(params["psi"])):
+            return bliss({k: v for k, v in params.items() if k != "psi"}, dose_index, dose_amounts)
+        return solve(params, dose_index, dose_amounts)
 
     return checked
 
