@@ -28,7 +28,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``docs`` (the README and tutorials run as written, 11 min) are collected only when ``-m``
+    """Tests marked ``docs`` (the README and tutorials run as written, 9 min) are collected only when ``-m``
     names them (``python -m pytest -m docs``): not by the default run, ``.ci/run`` or ``-m slow``."""
     if "docs" in (config.option.markexpr or ""):
         return

@@ -2,7 +2,7 @@
 working tree with its own virtual environment (so the README's `pip install -e .` cannot move the test
 machine's installation).
 
-11 minutes on 2 cores (2026-12-05), so it has its own tier: ``python -m pytest -m docs``. The default run, ``.ci/run`` and
+9 minutes on 2 cores (2026-12-05), so it has its own tier: ``python -m pytest -m docs``. The default run, ``.ci/run`` and
 ``-m slow`` leave it out (tests/conftest.py); see docs/index.md. The README's test command is the one block not
 run here (it would run this suite inside itself). It checks that each block succeeds, not the outputs the docs
 quote.
