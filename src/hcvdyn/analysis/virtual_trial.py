@@ -139,24 +139,25 @@ def simulate_arm_patients(model, params, weights, taken, regimens, days: int, st
     from concurrent.futures import ThreadPoolExecutor
 
     from hcvdyn.solve.grid import base_steps, day_mesh, grid_schedule, population_solver
+    from hcvdyn.solve.options import pad_last
 
     n = next(iter(params.values())).size
     need = base_steps(params["c"], steps_per_day)
     workers = os.cpu_count() or 1
-    tasks = []  # (solver, schedule, patients of the chunk, padded to the chunk's size)
-    for base in np.unique(need):
+    bases = np.unique(need)
+    tasks = []  # (solver, schedule, patients of the chunk, the chunk's padded size)
+    for base in bases:
         group = np.flatnonzero(need == base)
         mesh = day_mesh(model, regimens, int(base))
         solver, sched = population_solver(model, days, mesh), grid_schedule(regimens, model.pk_drugs, days, mesh, widths)
         size, _ = chunk_sizes(group.size, chunk, workers)
-        if len(np.unique(need)) > 1:  # group sizes vary from draw to draw: powers of two keep the compiled shapes few
+        if bases.size > 1:  # group sizes vary from draw to draw: powers of two keep the compiled shapes few
             size = min(max(chunk, 1), 1 << (size - 1).bit_length())
-        for start in range(0, group.size, size):
-            members = group[start : start + size]
-            tasks.append((solver, sched, members, group[np.minimum(np.arange(start, start + size), group.size - 1)]))
+        tasks.extend((solver, sched, group[start : start + size], size) for start in range(0, group.size, size))
 
     def solve_chunk(task):
-        solver, sched, members, idx = task  # idx: the chunk's patients, its last one repeated to the chunk's size
+        solver, sched, members, size = task
+        idx = pad_last(members, size)  # the last chunk of a group repeats its last patient
         p = {k: np.asarray(v)[idx] for k, v in params.items()}
         tk = {d: np.asarray(v)[idx] for d, v in taken.items()}
         ys = np.asarray(solver(p, sched.index, sched.amounts(np.asarray(weights)[idx], tk)))[:, :, : members.size]

@@ -104,8 +104,8 @@ def base_steps(clearance, at_least: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
     if int(at_least) != at_least or at_least < 1:
         raise ValueError(f"base_steps: at_least = {at_least!r} base steps a day must be a positive whole number")
     steps = np.full(c.shape, int(at_least))
-    while np.any(c / steps > MAX_CLEARANCE_STEP):
-        steps = np.where(c / steps > MAX_CLEARANCE_STEP, 2 * steps, steps)
+    while np.any(coarse := c / steps > MAX_CLEARANCE_STEP):
+        steps = np.where(coarse, 2 * steps, steps)
         if steps.max() > MAX_BASE_STEPS:
             raise ValueError(f"base_steps: virion clearance c = {c.max():g} /day needs more than {MAX_BASE_STEPS} base "
                              "steps a day; c is in 1/day (the declared range is in docs/models.md)")
